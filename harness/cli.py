@@ -1,0 +1,152 @@
+"""The `harness` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from harness.errors import UserError
+
+app = typer.Typer(
+    help="Tune TensorFlow/Keras models: Keras Tuner search spaces, trials on Ray workers, "
+    "TensorBoard logs and exported best models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Manage datasets for offline use.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+SetOption = Annotated[
+    Optional[list[str]],  # noqa: UP045 (typer needs Optional on 3.10)
+    typer.Option("--set", "-s", help="Override one job key, e.g. --set tuner.max_trials=3."),
+]
+AddressOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+]
+
+
+@app.command()
+def tune(
+    job_file: Annotated[Path, typer.Argument(help="Job file (YAML), e.g. jobs/quickstart.yaml.")],
+    set_: SetOption = None,
+    smoke: Annotated[bool, typer.Option(help="Apply the job's `smoke:` overrides.")] = False,
+    address: AddressOption = None,
+    overwrite: Annotated[bool, typer.Option(help="Delete the job directory first.")] = False,
+) -> None:
+    """Run a tuning job (or continue it if its job directory already has progress)."""
+    from harness.job import load_job
+    from harness.tuning import tune as run
+
+    spec = load_job(job_file, set_ or [], smoke=smoke)
+    _report(run(spec, console, address=address, overwrite=overwrite))
+
+
+@app.command()
+def resume(
+    job_dir: Annotated[Path, typer.Argument(help="A job directory (output_dir of a job).")],
+    address: AddressOption = None,
+) -> None:
+    """Continue a stopped job: finished trials are kept, the trial in flight runs again."""
+    from harness.jobdir import JobDir
+    from harness.tuning import resume_spec
+    from harness.tuning import tune as run
+
+    spec = resume_spec(JobDir(job_dir))
+    spec.output_dir = str(job_dir)
+    _report(run(spec, console, address=address))
+
+
+@app.command()
+def validate(
+    job_file: Annotated[Path, typer.Argument(help="Job file (YAML).")],
+    set_: SetOption = None,
+    smoke: Annotated[bool, typer.Option(help="Apply the job's `smoke:` overrides.")] = False,
+) -> None:
+    """Check a job file without running it; print the resolved job."""
+    import yaml
+
+    from harness.job import load_job
+
+    spec = load_job(job_file, set_ or [], smoke=smoke)
+    console.print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    console.print(f"[green]ok[/]: {job_file} is a valid job (job dir {spec.job_dir()})")
+
+
+@app.command()
+def status(job_dir: Annotated[Path, typer.Argument(help="A job directory.")]) -> None:
+    """Show the trials table: id, status, hyperparameters, objective, duration, best marked."""
+    from harness.jobdir import JobDir
+    from harness.status import summary, trials_table
+
+    jd = JobDir(job_dir)
+    console.print(trials_table(jd))
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary(jd).items()))
+    console.print(counts or "no trials yet")
+
+
+@app.command()
+def export(
+    job_dir: Annotated[Path, typer.Argument(help="A job directory.")],
+    top: Annotated[int, typer.Option(min=1, help="Export the K best trials.")] = 1,
+) -> None:
+    """Export the best trial(s): SavedModel, .keras file and manifest with test metrics."""
+    from harness.export import export_trials
+    from harness.jobdir import JobDir
+
+    export_trials(JobDir(job_dir), top, console)
+
+
+@data_app.command("import")
+def data_import(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. fashion_mnist.")],
+    path: Annotated[Path, typer.Argument(help="Local copy, e.g. fashion_mnist.npz.")],
+    data_dir: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Data directory (default: HARNESS_DATA_DIR, TFDS_DATA_DIR, "
+                     "~/tensorflow_datasets)."),
+    ] = None,
+) -> None:
+    """Import a local copy of a dataset so jobs load it by name without internet."""
+    from pipelines import IMPORTERS
+    from pipelines.offline import import_dataset
+    from pipelines.tfds_source import resolve_data_dir
+
+    importer = IMPORTERS.get(name)
+    target = resolve_data_dir(data_dir)
+    with console.status(f"importing {name} from {path} into {target} ..."):
+        counts = import_dataset(importer, path, target)
+    shown = ", ".join(f"{split}: {n}" for split, n in counts.items())
+    console.print(f"[green]imported[/] {name} ({shown}) into {target}")
+
+
+def _report(outcome) -> None:
+    best = outcome.best
+    console.print(
+        f"[bold]trials[/] {outcome.completed} completed, {outcome.failed} failed"
+        + (f"; best trial {best[0]} with objective {best[1]:.4f}" if best else "")
+    )
+    for manifest in outcome.exported:
+        acc = manifest["test_metrics"].get("accuracy")
+        if acc is not None:
+            console.print(f"[bold green]test accuracy[/] {acc:.4f} ({manifest['model_name']})")
+    if outcome.interrupted:
+        raise typer.Exit(130)
+
+
+def main() -> None:
+    """Entry point: user mistakes print one line and exit 2, with no traceback."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        app()
+    except UserError as e:
+        for line in str(e).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,175 @@
+"""Export of the best trials: SavedModel (TF Serving layout), .keras file and a manifest.
+
+    export/<model_name>/<version>/saved_model.pb, variables/   what TF Serving loads
+    export/<model_name>/<version>/model.keras                   for Keras users
+    export/<model_name>/<version>/manifest.json                 trial, hyperparameters, metrics
+
+Each version is written in a temporary folder and renamed into place, so a server watching
+`<model_name>/` never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness import __version__
+from harness.errors import UserError
+from harness.jobdir import JobDir, atomic_write_json, read_json
+from harness.tuning import resume_spec
+
+
+def best_trials(job_dir: JobDir, top: int) -> list[dict[str, Any]]:
+    """Completed trials with a checkpoint, best first by the job's objective."""
+    spec = resume_spec(job_dir)
+    sign = -1 if spec.tuner.objective.direction == "max" else 1
+    done = [
+        t for t in job_dir.trial_records()
+        if t["status"] == "COMPLETED" and t.get("score") is not None
+        and job_dir.checkpoint_path(t["trial_id"]).exists()
+    ]
+    return sorted(done, key=lambda t: sign * t["score"])[:top]
+
+
+def export_trials(job_dir: JobDir, top: int, console: Console) -> list[dict[str, Any]]:
+    """Exports the `top` best trials; returns their manifests."""
+    trials = best_trials(job_dir, top)
+    if not trials:
+        raise UserError(f"{job_dir.root}: no completed trial with a checkpoint to export")
+    spec = resume_spec(job_dir)
+    base_name = spec.export.model_name or spec.name
+    manifests = []
+    for rank, trial in enumerate(trials, start=1):
+        name = base_name if rank == 1 else f"{base_name}_top{rank}"
+        console.print(f"[bold]export[/] trial {trial['trial_id']} (rank {rank}) as {name}")
+        manifests.append(export_trial(job_dir, spec, trial, name, rank))
+        test = manifests[-1]["test_metrics"]
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items())
+        console.print(f"  test: {shown}  -> {manifests[-1]['path']}")
+    return manifests
+
+
+def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: int) -> dict:
+    import keras
+    import keras_tuner as kt
+
+    from harness.space import make_hypermodel
+    from pipelines import PIPELINES
+
+    pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
+    meta = pipeline.describe()
+    hp = kt.HyperParameters.from_config(trial["hyperparameters"])
+    keras.backend.clear_session()
+    model = make_hypermodel(spec, meta).build(hp)
+    with warnings.catch_warnings():  # the checkpoint also holds optimizer slots; not needed here
+        warnings.simplefilter("ignore")
+        model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
+    test_metrics = model.evaluate(pipeline.test_data(), return_dict=True, verbose=0)
+
+    model_dir = job_dir.export_dir / name
+    version = _next_version(model_dir)
+    tmp = model_dir / f".tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version)
+        _write_formats(model, meta, tmp, spec.export.formats)
+        atomic_write_json(tmp / "manifest.json", manifest)
+        final = model_dir / str(version)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest["path"] = str(final)
+    return manifest
+
+
+def _next_version(model_dir: Path) -> int:
+    versions = [int(p.name) for p in model_dir.glob("*") if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _write_formats(model, meta, target: Path, formats: list[str]) -> None:
+    if "keras" in formats:
+        model.save(str(target / "model.keras"))
+    if "saved_model" in formats or "tflite" in formats:
+        _write_saved_model(model, meta, target)
+    if "tflite" in formats:
+        import tensorflow as tf
+
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(target))
+        (target / "model.tflite").write_bytes(converter.convert())
+    if "saved_model" not in formats and "tflite" in formats:
+        for item in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+            path = target / item
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _write_saved_model(model, meta, target: Path) -> None:
+    """A SavedModel whose `serving_default` takes raw uint8 images and returns probabilities."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec((None, *meta.input_shape), tf.uint8, name="image")
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda images: {"probabilities": model(tf.cast(images, tf.float32), training=False)},
+        input_signature=[spec],
+    )
+    archive.write_out(str(target), verbose=False)
+
+
+def _manifest(spec, trial, meta, test_metrics, rank: int, name: str, version: int) -> dict:
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    values = trial["hyperparameters"]["values"]
+    best_step = trial.get("best_step")
+    return {
+        "job": spec.name,
+        "model_name": name,
+        "version": version,
+        "rank": rank,
+        "trial_id": trial["trial_id"],
+        "hyperparameters": {k: v for k, v in values.items() if not k.startswith("tuner/")},
+        "objective": {**spec.tuner.objective.model_dump(), "value": trial["score"]},
+        "validation_metrics": _metrics_at(trial, best_step),
+        "test_metrics": {k: float(v) for k, v in test_metrics.items()},
+        "data": {
+            "pipeline": spec.data.pipeline,
+            "dataset": getattr(spec.data, "dataset", None),
+            "fingerprint": meta.fingerprint,
+            "num_test": meta.num_test,
+            "class_names": meta.class_names,
+        },
+        "serving": {"signature": "serving_default", "input": "image",
+                    "input_dtype": "uint8", "input_shape": [None, *meta.input_shape],
+                    "output": "probabilities"},
+        "versions": {"harness": __version__, "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "keras_tuner": kt.__version__,
+                     "python": platform.python_version()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _metrics_at(trial: dict[str, Any], step) -> dict[str, float]:
+    """Every metric's value at the trial's best step (the exported weights)."""
+    out = {}
+    for name, tracker in trial.get("metrics", {}).get("metrics", {}).items():
+        for obs in tracker.get("observations", []):
+            if obs["step"] == step:
+                out[name] = float(obs["value"][0])
+    return out
+
+
+def manifests(job_dir: JobDir) -> list[dict[str, Any]]:
+    return [read_json(p) for p in sorted(job_dir.export_dir.glob("*/*/manifest.json"))]

@@ -1,0 +1,125 @@
+"""The job directory: the single source of truth for a job, written atomically.
+
+    job.json                    the resolved job spec (resume checks it matches)
+    driver.lock / driver.pid    held by the one driver working on the job
+    oracle/oracle.json          Keras Tuner oracle state (search history, retry queue)
+    oracle/trial_<id>/trial.json  hyperparameters, per-epoch metrics, score, status, error
+    trials/<id>/run.json        how the trial ran: attempts, node, timings, duration
+    trials/<id>/progress.json   last finished epoch, written by the worker while it trains
+    trials/<id>/checkpoint.weights.h5  best-epoch weights (export, Hyperband warm starts)
+    tensorboard/<id>/           TensorBoard runs, one per trial
+    export/<model>/<version>/   SavedModel + model.keras + manifest.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from harness.errors import UserError
+
+ORACLE_PROJECT = "oracle"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes via a temporary file in the same folder and `os.replace`: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return default
+
+
+class JobDir:
+    """Paths and state files of one job."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def oracle_dir(self) -> Path:
+        return self.root / ORACLE_PROJECT
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.root / "trials" / trial_id
+
+    def checkpoint_path(self, trial_id: str) -> Path:
+        return self.trial_dir(trial_id) / "checkpoint.weights.h5"
+
+    def exists(self) -> bool:
+        return self.spec_path.is_file()
+
+    def read_spec(self) -> dict[str, Any]:
+        spec = read_json(self.spec_path)
+        if spec is None:
+            raise UserError(f"{self.root} is not a job directory (no job.json)")
+        return spec
+
+    def trial_records(self) -> list[dict[str, Any]]:
+        """Oracle trial records (trial.json) merged with run records, ordered by id."""
+        records = []
+        for path in sorted(self.oracle_dir.glob("trial_*/trial.json")):
+            trial = read_json(path)
+            trial_id = trial["trial_id"]
+            trial["run"] = read_json(self.trial_dir(trial_id) / "run.json", {})
+            trial["progress"] = read_json(self.trial_dir(trial_id) / "progress.json", {})
+            records.append(trial)
+        return records
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held by the driver for the whole job; a second driver gets a clear refusal."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.root / "driver.lock"))
+        pid_path = self.root / "driver.pid"
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            pid = pid_path.read_text().strip() if pid_path.exists() else "?"
+            raise UserError(
+                f"job directory {self.root} is in use by another harness driver (pid {pid}); "
+                "wait for it to finish or stop it first"
+            ) from None
+        try:
+            atomic_write_text(pid_path, str(os.getpid()))
+            yield
+        finally:
+            pid_path.unlink(missing_ok=True)
+            lock.release()

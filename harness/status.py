@@ -1,0 +1,66 @@
+"""`harness status`: the trials table of a job, read from the job directory alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from harness.jobdir import JobDir
+
+
+def trials_table(job_dir: JobDir) -> Table:
+    spec = job_dir.read_spec()
+    objective = spec["tuner"]["objective"]
+    records = job_dir.trial_records()
+    best_id = _best_id(records, objective["direction"])
+    table = Table(title=f"{spec['name']}: {len(records)} trials ({job_dir.root})")
+    for column in ("trial", "status", "hyperparameters", objective["name"], "duration"):
+        table.add_column(column, overflow="fold")
+    for t in records:
+        marker = " ★ best" if t["trial_id"] == best_id else ""
+        table.add_row(
+            t["trial_id"] + marker,
+            _status(t),
+            _hyperparameters(t),
+            f"{t['score']:.4f}" if t.get("score") is not None else "-",
+            _duration(t),
+        )
+    return table
+
+
+def summary(job_dir: JobDir) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in job_dir.trial_records():
+        counts[t["status"]] = counts.get(t["status"], 0) + 1
+    return counts
+
+
+def _best_id(records: list[dict[str, Any]], direction: str) -> str | None:
+    done = [t for t in records if t["status"] == "COMPLETED" and t.get("score") is not None]
+    if not done:
+        return None
+    pick = max if direction == "max" else min
+    return pick(done, key=lambda t: t["score"])["trial_id"]
+
+
+def _status(t: dict[str, Any]) -> str:
+    if t["status"] == "RUNNING" and t["progress"]:
+        return f"RUNNING (epoch {t['progress']['epoch']}/{t['progress']['epochs']})"
+    if t["status"] == "FAILED" and t.get("message"):
+        return f"FAILED: {t['message'].strip().splitlines()[0][:80]}"
+    return t["status"]
+
+
+def _hyperparameters(t: dict[str, Any]) -> str:
+    values = t["hyperparameters"]["values"]
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in sorted(values.items())
+        if not k.startswith("tuner/")
+    )
+
+
+def _duration(t: dict[str, Any]) -> str:
+    seconds = t["run"].get("duration_s")
+    return f"{seconds:.1f}s" if seconds is not None else "-"

@@ -1,0 +1,110 @@
+"""One trial, inside a Ray worker process: data, strategy, model, fit, checkpoint, report.
+
+The driver sends a plain-dict `request` and gets a plain-dict result back, so nothing
+TensorFlow-specific crosses the process boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from harness.jobdir import JobDir
+
+
+def run_trial(request: dict[str, Any]) -> dict[str, Any]:
+    """Trains one trial and returns its per-epoch metrics and fixed-cost timings."""
+    started = time.time()
+    timings = {"queued_s": started - request["submitted_at"]}
+    t = time.perf_counter()
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf  # noqa: F401  (timed: the import is part of a trial's fixed cost)
+
+    from harness.callbacks import EpochRecorder
+    from harness.job import validate_job
+    from harness.space import make_hypermodel
+    from harness.strategy import configure_devices, make_strategy
+    from pipelines import PIPELINES
+
+    timings["import_s"] = time.perf_counter() - t
+    spec = validate_job(request["job"], source="job.json", cross_check=False)
+    job_dir = JobDir(request["job_dir"])
+    trial_id = request["trial_id"]
+    hp = kt.HyperParameters.from_config(request["hyperparameters"])
+
+    t = time.perf_counter()
+    configure_devices(spec.resources)
+    strategy = make_strategy(spec.resources)
+    pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
+    meta = pipeline.describe()
+    data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
+    keras.backend.clear_session()
+    with strategy.scope():
+        model = make_hypermodel(spec, meta).build(hp)
+        _warm_start(model, hp, job_dir)
+    timings["build_s"] = time.perf_counter() - t
+
+    epochs, initial_epoch = _epochs(spec, hp)
+    recorder = EpochRecorder(job_dir, trial_id, epochs)
+    t = time.perf_counter()
+    model.fit(
+        data.train,
+        validation_data=data.validation,
+        steps_per_epoch=data.steps_per_epoch,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=_callbacks(spec, job_dir, trial_id, recorder),
+        verbose=2 if spec.training.verbose else 0,
+    )
+    timings["fit_s"] = time.perf_counter() - t
+    timings.update(recorder.timings())
+    return {
+        "trial_id": trial_id,
+        "epochs": recorder.history,
+        "hyperparameters": hp.get_config(),
+        "timings": timings,
+        "node": socket.gethostname(),
+        "pid": os.getpid(),
+        "replicas": strategy.num_replicas_in_sync,
+        "global_batch_size": data.batch_size,
+        "started": started,
+        "ended": time.time(),
+    }
+
+
+def _epochs(spec, hp) -> tuple[int, int]:
+    """Hyperband sets `tuner/epochs` and `tuner/initial_epoch`; other oracles train from 0."""
+    values = hp.values
+    return values.get("tuner/epochs", spec.tuner.epochs), values.get("tuner/initial_epoch", 0)
+
+
+def _warm_start(model, hp, job_dir: JobDir) -> None:
+    """Hyperband's later rounds continue from an earlier trial's best checkpoint."""
+    parent = hp.values.get("tuner/trial_id")
+    if parent:
+        model.load_weights(str(job_dir.checkpoint_path(parent)))
+
+
+def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder) -> list:
+    import keras
+
+    from harness.callbacks import BestCheckpoint
+
+    callbacks = [
+        keras.callbacks.TensorBoard(
+            log_dir=str(job_dir.tensorboard_dir / trial_id), write_graph=False, profile_batch=0
+        ),
+        BestCheckpoint(job_dir.checkpoint_path(trial_id), spec.tuner.objective),
+        recorder,
+    ]
+    stop = spec.training.early_stopping
+    if stop:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta
+            )
+        )
+    return callbacks

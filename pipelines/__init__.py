@@ -1,0 +1,16 @@
+"""tf.data input pipelines, found by name.
+
+Each pipeline is a `pipelines.base.Pipeline` subclass with its own `Config` (the job's `data:`
+section). Heavy modules are imported only when a pipeline is used.
+"""
+
+from harness.registry import Registry
+
+PIPELINES = Registry("pipeline")
+PIPELINES.register("image_classification", "pipelines.image:ImageClassificationPipeline")
+
+# Offline importers: a local copy of a dataset -> the TFDS layout under the data directory.
+IMPORTERS = Registry("offline importer")
+IMPORTERS.register("fashion_mnist", "pipelines.offline:FASHION_MNIST")
+IMPORTERS.register("mnist", "pipelines.offline:MNIST")
+IMPORTERS.register("imdb_reviews", "pipelines.offline:IMDB_REVIEWS")

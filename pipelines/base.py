@@ -1,0 +1,75 @@
+"""The pipeline interface: a job's `data:` section -> tf.data datasets for one trial."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class PipelineConfig(BaseModel):
+    """Options shared by all pipelines; each pipeline's `Config` subclasses this."""
+
+    model_config = ConfigDict(extra="allow")
+    pipeline: str
+
+    def fingerprint(self) -> str:
+        """Hash of every option that changes the produced data."""
+        options = self.model_dump(exclude={"data_dir", "download"})
+        blob = json.dumps(options, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass
+class DataMeta:
+    """What a model needs to know about the data, cheap to compute (no data read)."""
+
+    task: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: list[str]
+    num_train: int
+    num_validation: int
+    num_test: int
+    fingerprint: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainData:
+    """Datasets for one trial. `train` repeats forever; `steps_per_epoch` bounds an epoch."""
+
+    train: Any
+    validation: Any
+    steps_per_epoch: int
+    batch_size: int
+
+
+class Pipeline:
+    """Lifecycle: `check_config` (static, at validation) -> `check_available` (driver, before
+    any trial) -> `describe` -> `train_data` / `test_data` (in the trial's worker)."""
+
+    Config: ClassVar[type[PipelineConfig]] = PipelineConfig
+    task: ClassVar[str] = "generic"
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+
+    @classmethod
+    def check_config(cls, config: PipelineConfig) -> None:
+        """Raises UserError for option combinations the schema cannot express."""
+
+    def check_available(self) -> None:
+        """Raises UserError when the data cannot be read (e.g. no offline copy)."""
+
+    def describe(self) -> DataMeta:
+        raise NotImplementedError
+
+    def train_data(self, hp: Any, replicas: int = 1) -> TrainData:
+        raise NotImplementedError
+
+    def test_data(self, batch_size: int = 256) -> Any:
+        raise NotImplementedError

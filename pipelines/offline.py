@@ -1,0 +1,103 @@
+"""Offline import: a local copy of a dataset -> TFDS's prepared layout under the data dir.
+
+The dataset's own registered TFDS builder is subclassed so that only where the examples come from
+changes: the name, version, features and file format stay TFDS's, and `tfds.load(name)` cannot
+tell an imported copy from a downloaded one. TFDS writes into an `incomplete.*` folder and renames
+it at the end, so a killed import never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import UserError
+
+
+@dataclass(frozen=True)
+class Importer:
+    """Reads one local file format and yields `(key, example)` per split."""
+
+    name: str
+    filename: str
+    read: Callable[[Path], dict[str, Iterator[tuple[Any, dict[str, Any]]]]]
+
+
+def _read_npz_images(path: Path) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except KeyError as e:
+        raise UserError(f"{path}: not a dataset npz: missing array {e}") from None
+    except (OSError, ValueError, zlib.error, EOFError) as e:
+        raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.dtype != np.uint8 or len(x) != len(y):
+            raise UserError(
+                f"{path}: x_{split} must be uint8 (N, H, W) with one label per image, got "
+                f"{x.dtype} {x.shape} and {len(y)} labels"
+            )
+
+    def examples(split: str):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        for i in range(len(x)):
+            yield i, {"image": x[i][..., None], "label": int(y[i])}
+
+    return {"train": examples("train"), "test": examples("test")}
+
+
+def _read_imdb_jsonl(path: Path) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
+    rows: dict[str, list[tuple[str, dict[str, Any]]]] = {"train": [], "test": []}
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                row = json.loads(line)
+                key = f"{row['split']}_{row['label']}_{row['id']}"
+                rows[row["split"]].append((key, {"text": row["text"], "label": int(row["label"])}))
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{path}: corrupt or truncated gzip file ({e})") from None
+    except (json.JSONDecodeError, KeyError) as e:
+        raise UserError(f"{path}: line {line_no} is not an IMDB review record ({e})") from None
+    if not rows["train"] or not rows["test"]:
+        raise UserError(f"{path}: needs both train and test reviews")
+    return {split: iter(examples) for split, examples in rows.items()}
+
+
+FASHION_MNIST = Importer("fashion_mnist", "fashion_mnist.npz", _read_npz_images)
+MNIST = Importer("mnist", "mnist.npz", _read_npz_images)
+IMDB_REVIEWS = Importer("imdb_reviews", "imdb_reviews.jsonl.gz", _read_imdb_jsonl)
+
+
+def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, int]:
+    """Prepares `importer.name` in `data_dir` from `path`; returns examples per split."""
+    import tensorflow_datasets as tfds
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (expected a copy of {importer.filename})")
+    splits = importer.read(path)
+    base = tfds.builder_cls(importer.name)
+
+    class LocalCopy(base, skip_registration=True):
+        name = importer.name
+
+        def _split_generators(self, dl_manager):
+            return splits
+
+    builder = LocalCopy(data_dir=str(data_dir))
+    if builder.is_prepared():
+        raise UserError(
+            f"{importer.name} is already prepared in {data_dir}; delete "
+            f"{builder.data_dir} first to import again"
+        )
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    return {name: split.num_examples for name, split in builder.info.splits.items()}

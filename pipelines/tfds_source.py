@@ -1,0 +1,94 @@
+"""TensorFlow Datasets as the source of every named dataset, online or offline.
+
+The data directory is, in order: the job's `data.data_dir`, `$HARNESS_DATA_DIR`,
+`$TFDS_DATA_DIR`, `~/tensorflow_datasets`. With internet, TFDS downloads and prepares a dataset
+there; without, `harness data import NAME FILE` writes a local copy there in TFDS's own format,
+so `tfds.load(NAME, data_dir=...)` reads it the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from pathlib import Path
+
+from harness.errors import UserError
+from pipelines import IMPORTERS
+
+
+def resolve_data_dir(configured: str | None = None) -> Path:
+    value = (
+        configured
+        or os.environ.get("HARNESS_DATA_DIR")
+        or os.environ.get("TFDS_DATA_DIR")
+        or "~/tensorflow_datasets"
+    )
+    return Path(value).expanduser().resolve()
+
+
+@functools.cache
+def known_datasets() -> frozenset[str]:
+    import tensorflow_datasets as tfds
+
+    return frozenset(tfds.list_builders(with_community_datasets=False))
+
+
+def check_dataset_name(name: str) -> None:
+    base = name.split("/")[0].split(":")[0]
+    if base in known_datasets():
+        return
+    close = difflib.get_close_matches(base, sorted(known_datasets()), n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    raise UserError(
+        f"data.dataset: {name!r} is not a TFDS dataset{hint}; importable offline: "
+        f"{', '.join(IMPORTERS.names())}; any name from tfds.list_builders() works online"
+    )
+
+
+def builder(name: str, data_dir: Path):
+    import tensorflow_datasets as tfds
+
+    return tfds.builder(name, data_dir=str(data_dir))
+
+
+def missing_message(name: str, data_dir: Path) -> str:
+    if name in IMPORTERS.names():
+        importer = IMPORTERS.get(name)
+        return (
+            f"dataset {name!r} is not prepared in the data directory {data_dir}; import a local "
+            f"copy with: harness data import {name} PATH/TO/{importer.filename} "
+            f"--data-dir {data_dir}"
+        )
+    return (
+        f"dataset {name!r} is not prepared in the data directory {data_dir} and has no offline "
+        "importer; run once with internet access and data.download: true to prepare it"
+    )
+
+
+def ensure_prepared(name: str, data_dir: Path, download: bool) -> None:
+    """Makes sure `name` can be loaded from `data_dir`, downloading it if allowed."""
+    b = builder(name, data_dir)
+    if b.is_prepared():
+        return
+    if not download:
+        raise UserError(missing_message(name, data_dir))
+    try:
+        b.download_and_prepare()
+    except Exception as e:  # no network, server error, ...: the offline path is the answer
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"download failed ({first}); {missing_message(name, data_dir)}") from None
+
+
+def load(name: str, split: str, data_dir: Path):
+    """A `(features, label)` dataset of one split slice, read in a fixed order."""
+    import tensorflow_datasets as tfds
+
+    return tfds.load(
+        name,
+        split=split,
+        data_dir=str(data_dir),
+        download=False,
+        as_supervised=True,
+        shuffle_files=False,
+    )
