@@ -62,6 +62,7 @@ class TunerSpec(Strict):
     time_budget_s: PositiveFloat | None = None
     objective: ObjectiveSpec = ObjectiveSpec()
     seed: NonNegativeInt = 1
+    start_from_default: bool = True
     hyperband_factor: int = Field(3, ge=2)
     hyperband_iterations: PositiveInt = 1
     bayesian_initial_points: PositiveInt | None = None
@@ -132,7 +133,8 @@ def load_job(path: str | Path, overrides: list[str] = (), smoke: bool = False) -
             raise UserError(f"{path}: smoke: must be a mapping of 'dotted.key: value'")
         for key, value in smoke_overrides.items():
             set_dotted(raw, key, value, source=f"{path}: smoke")
-        raw.setdefault("output_dir", f"runs/{raw.get('name', 'job')}-smoke")
+        if "output_dir" not in smoke_overrides:  # keep smoke runs apart from real ones
+            raw["output_dir"] = f"{raw.get('output_dir') or 'runs/' + str(raw.get('name'))}-smoke"
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(raw, key, value, source="--set")

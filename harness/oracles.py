@@ -24,9 +24,27 @@ class AtomicStateMixin:
         atomic_write_json(path, trial.get_state())
 
 
+class DefaultFirstMixin:
+    """The first sampled point is the space's default (the tutorial model), so every search
+    starts from the known baseline and explores outward. Hooks Keras Tuner's `_random_values`,
+    which the random, Bayesian (initial points) and Hyperband oracles sample through."""
+
+    start_from_default = True
+
+    def _random_values(self):
+        if self.start_from_default and not self.trials:
+            hps = kt.HyperParameters()
+            for hp in self.hyperparameters.space:
+                hps.merge([hp])
+                if hps.is_active(hp):
+                    hps.values[hp.name] = hp.default
+            return hps.values
+        return super()._random_values()
+
+
 @functools.cache
 def _atomic(cls: type) -> type:
-    return type(f"Atomic{cls.__name__}", (AtomicStateMixin, cls), {})
+    return type(f"Harness{cls.__name__}", (AtomicStateMixin, DefaultFirstMixin, cls), {})
 
 
 def _objective(spec: TunerSpec) -> kt.Objective:
@@ -78,6 +96,7 @@ def make_oracle(spec: TunerSpec, job_dir: JobDir) -> kt.Oracle:
     """Creates the job's oracle; reloads its state when the job directory already has one."""
     oracle = ORACLES[spec.algorithm](spec)
     oracle.verbose = 0  # the driver shows its own progress
+    oracle.start_from_default = spec.start_from_default
     oracle._set_project_dir(str(job_dir.root), ORACLE_PROJECT)
     if (job_dir.oracle_dir / "oracle.json").exists():
         oracle.reload()

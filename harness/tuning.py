@@ -23,6 +23,7 @@ from harness.oracles import make_oracle
 from harness.progress import JobProgress
 from harness.space import make_hypermodel, populate_space
 from pipelines import PIPELINES
+from pipelines.tfds_source import resolve_data_dir
 
 # Keys that may change between runs of one job directory (budgets, resources, display).
 RESUMABLE_CHANGES = {"resources", "export", "smoke", "description"}
@@ -120,6 +121,10 @@ class TrialLoop:
         self.running: dict[Any, tuple[str, kt.engine.trial.Trial]] = {}
         self.started = time.time()
         self.outcome = JobOutcome(job_dir)
+        # Workers (maybe on other nodes) read data from the directory the driver resolved.
+        self._worker_spec = spec.model_dump(mode="json")
+        if "data_dir" in self._worker_spec["data"]:
+            self._worker_spec["data"]["data_dir"] = str(resolve_data_dir(spec.data.data_dir))
 
     def run(self) -> JobOutcome:
         free = [f"tuner{i}" for i in range(self.spec.resources.max_concurrent_trials)]
@@ -167,7 +172,7 @@ class TrialLoop:
         previous = read_json(trial_dir / "run.json", {})
         (trial_dir / "progress.json").unlink(missing_ok=True)
         request = {
-            "job": self.spec.model_dump(mode="json"),
+            "job": self._worker_spec,
             "job_dir": str(self.job_dir.root),
             "trial_id": trial.trial_id,
             "hyperparameters": trial.hyperparameters.get_config(),

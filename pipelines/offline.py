@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ def _read_npz_images(path: Path) -> dict[str, Iterator[tuple[Any, dict[str, Any]
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except KeyError as e:
         raise UserError(f"{path}: not a dataset npz: missing array {e}") from None
-    except (OSError, ValueError, zlib.error, EOFError) as e:
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]

@@ -1,0 +1,90 @@
+"""Shared fixtures: seeds, a tiny Fashion-MNIST-shaped dataset imported offline, a local Ray."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    random.seed(0)
+    np.random.seed(0)
+
+
+def tiny_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 uint8 images whose class is a bright band at rows 2c..2c+3: learnable in 1 epoch."""
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 2 * c + 2 : 2 * c + 5, 4:24] = 230
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    x_train, y_train = tiny_images(600, rng)
+    x_test, y_test = tiny_images(200, rng)
+    path = tmp_path_factory.mktemp("raw") / "fashion_mnist.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tiny_npz, tmp_path_factory) -> Path:
+    """A data directory holding the tiny dataset under the name `fashion_mnist`."""
+    from pipelines import IMPORTERS
+    from pipelines.offline import import_dataset
+
+    target = tmp_path_factory.mktemp("tfds")
+    import_dataset(IMPORTERS.get("fashion_mnist"), tiny_npz, target)
+    os.environ["HARNESS_DATA_DIR"] = str(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def ray_local(data_dir):
+    """A local Ray with 2 CPUs shared by the tuning tests; workers see the test data dir."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=128 * 1024**2,
+        runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}},
+    )
+    yield
+    ray.shutdown()
+
+
+def tiny_job(tmp_path: Path, **sections) -> dict:
+    """A raw job mapping over the tiny data; `sections` replace or extend its parts."""
+    job = {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "job"),
+        "data": {
+            "pipeline": "image_classification",
+            "dataset": "fashion_mnist",
+            "download": False,
+            "batch_size": 32,
+            "validation_split": 0.2,
+        },
+        "search_space": {"name": "image_cnn", "fixed": {"filters_1": 32, "dense_units": 32}},
+        "tuner": {"algorithm": "random", "max_trials": 2, "epochs": 1},
+        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(job.get(key), dict):
+            job[key] = {**job[key], **value}
+        else:
+            job[key] = value
+    return job

@@ -1,0 +1,62 @@
+"""Offline import writes TFDS's own layout: `tfds.load(name)` reads the local copy."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from harness.errors import UserError
+from pipelines import IMPORTERS
+from pipelines.offline import import_dataset
+
+
+def test_imported_copy_loads_by_name_with_tfds(data_dir, tiny_npz):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("fashion_mnist", data_dir=str(data_dir))
+    assert builder.is_prepared()
+    assert builder.info.splits["train"].num_examples == 600
+    loaded = tfds.load("fashion_mnist", split="train", data_dir=str(data_dir),
+                       as_supervised=True)
+    # TFDS stores examples in its own (key-hash) order, as for a downloaded copy.
+    got = sorted((x.numpy()[..., 0].tobytes(), int(y)) for x, y in loaded)
+    with np.load(tiny_npz) as raw:
+        want = sorted((x.tobytes(), int(y)) for x, y in zip(raw["x_train"], raw["y_train"]))
+    assert got == want
+
+
+def test_importing_twice_is_refused(data_dir, tiny_npz):
+    with pytest.raises(UserError, match="already prepared"):
+        import_dataset(IMPORTERS.get("fashion_mnist"), tiny_npz, data_dir)
+
+
+def test_npz_with_wrong_arrays_names_the_file(tmp_path):
+    path = tmp_path / "fashion_mnist.npz"
+    np.savez(path, x_train=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(UserError, match=f"{path}: not a dataset npz"):
+        import_dataset(IMPORTERS.get("fashion_mnist"), path, tmp_path / "out")
+
+
+def test_imdb_jsonl_import(tmp_path):
+    import tensorflow_datasets as tfds
+
+    path = tmp_path / "imdb_reviews.jsonl.gz"
+    rows = [{"split": s, "label": i % 2, "id": i, "text": f"review {s} {i}<br />ok"}
+            for s in ("train", "test") for i in range(6)]
+    with gzip.open(path, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    counts = import_dataset(IMPORTERS.get("imdb_reviews"), path, tmp_path / "tfds")
+    assert counts == {"train": 6, "test": 6}
+    texts = [t.numpy().decode() for t, _ in tfds.load(
+        "imdb_reviews", split="test", data_dir=str(tmp_path / "tfds"), as_supervised=True)]
+    assert sorted(texts)[0].startswith("review test")
+
+
+def test_truncated_gzip_names_the_file(tmp_path):
+    path = tmp_path / "imdb_reviews.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"split": "train"}\n' * 100)[:40])
+    with pytest.raises(UserError, match=str(path)):
+        import_dataset(IMPORTERS.get("imdb_reviews"), path, tmp_path / "tfds")
