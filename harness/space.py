@@ -17,26 +17,26 @@ def make_hypermodel(spec: JobSpec, meta: DataMeta) -> kt.HyperModel:
     return cls(meta, **spec.search_space.options)
 
 
-def pinned_hyperparameters(fixed: dict[str, Any]) -> kt.HyperParameters:
-    """`search_space.fixed` as `hp.Fixed` entries: later `hp.Choice(...)` calls return them."""
-    hp = kt.HyperParameters()
-    for name, value in fixed.items():
-        hp.Fixed(name, value)
-    return hp
-
-
 def populate_space(oracle: kt.Oracle, hypermodel: kt.HyperModel, fixed: dict[str, Any]) -> None:
-    """Registers every hyperparameter of the space with the oracle, pinned ones as Fixed."""
-    names = {h.name for h in discover(hypermodel, kt.HyperParameters()).space}
+    """Registers every hyperparameter of the space with the oracle, pinned ones as Fixed.
+
+    A pinned hyperparameter keeps the conditions of the one it replaces, so a value pinned
+    inside a conditional scope (e.g. `filters_3`, active only for deep nets) is still found.
+    """
+    space = discover(hypermodel, kt.HyperParameters())
+    names = {h.name for h in space.space}
     unknown = sorted(set(fixed) - names)
     if unknown:
         raise UserError(
             f"search_space.fixed: {unknown[0]!r} is not a hyperparameter of this space; "
             f"known: {', '.join(sorted(names))}"
         )
-    hp = oracle.get_space()
-    hp.merge(pinned_hyperparameters(fixed).space, overwrite=False)
-    oracle.update_space(discover(hypermodel, hp))
+    pinned = kt.HyperParameters()
+    for h in space.space:
+        if h.name in fixed:
+            h = kt.engine.hyperparameters.Fixed(h.name, fixed[h.name], conditions=h.conditions)
+        pinned.merge([h])
+    oracle.update_space(pinned)
 
 
 def discover(hypermodel: kt.HyperModel, hp: kt.HyperParameters) -> kt.HyperParameters:

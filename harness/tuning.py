@@ -190,6 +190,7 @@ class TrialLoop:
         trial.status = "FAILED" if error else "COMPLETED"
         trial.message = error
         self.oracle.end_trial(trial)
+        self.oracle.save()  # end_trial saves before dropping the trial from ongoing_trials
         self._write_run_record(trial, result, error)
         self._count_finished()
         self._print_trial(trial, result, error)
@@ -216,7 +217,8 @@ class TrialLoop:
         trials = self.oracle.trials.values()
         self.outcome.completed = sum(t.status == "COMPLETED" for t in trials)
         self.outcome.failed = sum(t.status == "FAILED" for t in trials)
-        best = self.oracle.get_best_trials(1)
+        # get_best_trials pads with unfinished trials when too few completed: filter them.
+        best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
         self.outcome.best = (best[0].trial_id, best[0].score) if best else None
         self._show_progress()
 
