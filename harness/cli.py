@@ -45,6 +45,7 @@ def tune(
     from harness.job import load_job
     from harness.tuning import tune as run
 
+    _require_tensorflow()
     spec = load_job(job_file, set_ or [], smoke=smoke)
     _report(run(spec, console, address=address, overwrite=overwrite))
 
@@ -59,6 +60,7 @@ def resume(
     from harness.tuning import resume_spec
     from harness.tuning import tune as run
 
+    _require_tensorflow()
     spec = resume_spec(JobDir(job_dir))
     spec.output_dir = str(job_dir)
     _report(run(spec, console, address=address))
@@ -101,6 +103,7 @@ def export(
     from harness.export import export_trials
     from harness.jobdir import JobDir
 
+    _require_tensorflow()
     export_trials(JobDir(job_dir), top, console)
 
 
@@ -110,8 +113,9 @@ def data_import(
     path: Annotated[Path, typer.Argument(help="Local copy, e.g. fashion_mnist.npz.")],
     data_dir: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Data directory (default: HARNESS_DATA_DIR, TFDS_DATA_DIR, "
-                     "~/tensorflow_datasets)."),
+        typer.Option(
+            help="Data directory (default: HARNESS_DATA_DIR, TFDS_DATA_DIR, ~/tensorflow_datasets)."
+        ),
     ] = None,
 ) -> None:
     """Import a local copy of a dataset so jobs load it by name without internet."""
@@ -119,12 +123,22 @@ def data_import(
     from pipelines.offline import import_dataset
     from pipelines.tfds_source import resolve_data_dir
 
+    _require_tensorflow()
     importer = IMPORTERS.get(name)
     target = resolve_data_dir(data_dir)
     with console.status(f"importing {name} from {path} into {target} ..."):
         counts = import_dataset(importer, path, target)
     shown = ", ".join(f"{split}: {n}" for split, n in counts.items())
     console.print(f"[green]imported[/] {name} ({shown}) into {target}")
+
+
+def _require_tensorflow() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UserError(
+            "TensorFlow is not installed: pip install -e '.[cpu]' (or '.[gpu]' for the CUDA build)"
+        )
 
 
 def _report(outcome) -> None:

@@ -31,8 +31,10 @@ def best_trials(job_dir: JobDir, top: int) -> list[dict[str, Any]]:
     spec = resume_spec(job_dir)
     sign = -1 if spec.tuner.objective.direction == "max" else 1
     done = [
-        t for t in job_dir.trial_records()
-        if t["status"] == "COMPLETED" and t.get("score") is not None
+        t
+        for t in job_dir.trial_records()
+        if t["status"] == "COMPLETED"
+        and t.get("score") is not None
         and job_dir.checkpoint_path(t["trial_id"]).exists()
     ]
     return sorted(done, key=lambda t: sign * t["score"])[:top]
@@ -151,12 +153,20 @@ def _manifest(spec, trial, meta, test_metrics, rank: int, name: str, version: in
             "num_test": meta.num_test,
             "class_names": meta.class_names,
         },
-        "serving": {"signature": "serving_default", "input": "image",
-                    "input_dtype": "uint8", "input_shape": [None, *meta.input_shape],
-                    "output": "probabilities"},
-        "versions": {"harness": __version__, "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "keras_tuner": kt.__version__,
-                     "python": platform.python_version()},
+        "serving": {
+            "signature": "serving_default",
+            "input": "image",
+            "input_dtype": "uint8",
+            "input_shape": [None, *meta.input_shape],
+            "output": "probabilities",
+        },
+        "versions": {
+            "harness": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "keras_tuner": kt.__version__,
+            "python": platform.python_version(),
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

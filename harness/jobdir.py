@@ -1,14 +1,14 @@
 """The job directory: the single source of truth for a job, written atomically.
 
-    job.json                    the resolved job spec (resume checks it matches)
-    driver.lock / driver.pid    held by the one driver working on the job
-    oracle/oracle.json          Keras Tuner oracle state (search history, retry queue)
-    oracle/trial_<id>/trial.json  hyperparameters, per-epoch metrics, score, status, error
-    trials/<id>/run.json        how the trial ran: attempts, node, timings, duration
-    trials/<id>/progress.json   last finished epoch, written by the worker while it trains
-    trials/<id>/checkpoint.weights.h5  best-epoch weights (export, Hyperband warm starts)
-    tensorboard/<id>/           TensorBoard runs, one per trial
-    export/<model>/<version>/   SavedModel + model.keras + manifest.json
+job.json                    the resolved job spec (resume checks it matches)
+driver.lock / driver.pid    held by the one driver working on the job
+oracle/oracle.json          Keras Tuner oracle state (search history, retry queue)
+oracle/trial_<id>/trial.json  hyperparameters, per-epoch metrics, score, status, error
+trials/<id>/run.json        how the trial ran: attempts, node, timings, duration
+trials/<id>/progress.json   last finished epoch, written by the worker while it trains
+trials/<id>/checkpoint.weights.h5  best-epoch weights (export, Hyperband warm starts)
+tensorboard/<id>/           TensorBoard runs, one per trial
+export/<model>/<version>/   SavedModel + model.keras + manifest.json
 """
 
 from __future__ import annotations

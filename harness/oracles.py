@@ -65,7 +65,8 @@ def _random(spec: TunerSpec):
 
 def _bayesian(spec: TunerSpec):
     return _atomic(kt.oracles.BayesianOptimizationOracle)(
-        max_trials=spec.max_trials, num_initial_points=spec.bayesian_initial_points,
+        max_trials=spec.max_trials,
+        num_initial_points=spec.bayesian_initial_points,
         **_common(spec),
     )
 
@@ -77,8 +78,10 @@ def _grid(spec: TunerSpec):
 def _hyperband(spec: TunerSpec):
     # Hyperband budgets by max_epochs/factor/iterations; max_trials caps it as for the others.
     oracle = _atomic(kt.oracles.HyperbandOracle)(
-        max_epochs=spec.epochs, factor=spec.hyperband_factor,
-        hyperband_iterations=spec.hyperband_iterations, **_common(spec),
+        max_epochs=spec.epochs,
+        factor=spec.hyperband_factor,
+        hyperband_iterations=spec.hyperband_iterations,
+        **_common(spec),
     )
     oracle.max_trials = spec.max_trials  # the base Oracle enforces it in create_trial
     return oracle

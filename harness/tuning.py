@@ -178,8 +178,11 @@ class TrialLoop:
             "hyperparameters": trial.hyperparameters.get_config(),
             "submitted_at": time.time(),
         }
-        run = {"status": "RUNNING", "runs": previous.get("runs", 0) + 1,
-               "submitted": request["submitted_at"]}
+        run = {
+            "status": "RUNNING",
+            "runs": previous.get("runs", 0) + 1,
+            "submitted": request["submitted_at"],
+        }
         atomic_write_json(trial_dir / "run.json", run)
         self.running[self.executor.submit(request)] = (tuner_id, trial)
 
@@ -209,8 +212,12 @@ class TrialLoop:
         run.update(status=trial.status, ended=time.time(), error=error)
         run["duration_s"] = run["ended"] - run.get("submitted", run["ended"])
         if result:
-            run.update({k: result[k] for k in
-                        ("timings", "node", "pid", "replicas", "global_batch_size", "started")})
+            run.update(
+                {
+                    k: result[k]
+                    for k in ("timings", "node", "pid", "replicas", "global_batch_size", "started")
+                }
+            )
         atomic_write_json(path, run)
 
     def _count_finished(self) -> None:
@@ -231,8 +238,9 @@ class TrialLoop:
         self.progress.update(done, running, self.outcome.failed, self.outcome.best)
 
     def _print_trial(self, trial, result, error) -> None:
-        values = {k: v for k, v in trial.hyperparameters.values.items()
-                  if not k.startswith("tuner/")}
+        values = {
+            k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
+        }
         if error:
             first = error.strip().splitlines()[0][:200]
             self.progress.trial_line(f"trial {trial.trial_id} [red]FAILED[/]: {first}")

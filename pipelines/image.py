@@ -66,8 +66,9 @@ class ImageClassificationPipeline(Pipeline):
                 f"data: {n - n_val} training examples after the validation split is fewer than "
                 f"data.batch_size={self.config.batch_size}"
             )
-        n_test = min(self.config.test_examples or splits["test"].num_examples,
-                     splits["test"].num_examples)
+        n_test = min(
+            self.config.test_examples or splits["test"].num_examples, splits["test"].num_examples
+        )
         return n - n_val, n_val, n_test
 
     def describe(self) -> DataMeta:

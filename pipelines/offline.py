@@ -60,16 +60,25 @@ def _read_imdb_jsonl(path: Path) -> dict[str, Iterator[tuple[Any, dict[str, Any]
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for line_no, line in enumerate(f, 1):
-                row = json.loads(line)
-                key = f"{row['split']}_{row['label']}_{row['id']}"
-                rows[row["split"]].append((key, {"text": row["text"], "label": int(row["label"])}))
-    except (OSError, EOFError, zlib.error) as e:
+                split, key, example = _parse_review(path, line_no, line)
+                rows[split].append((key, example))
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
         raise UserError(f"{path}: corrupt or truncated gzip file ({e})") from None
-    except (json.JSONDecodeError, KeyError) as e:
-        raise UserError(f"{path}: line {line_no} is not an IMDB review record ({e})") from None
     if not rows["train"] or not rows["test"]:
         raise UserError(f"{path}: needs both train and test reviews")
     return {split: iter(examples) for split, examples in rows.items()}
+
+
+def _parse_review(path: Path, line_no: int, line: str) -> tuple[str, str, dict[str, Any]]:
+    try:
+        row = json.loads(line)
+        split, label, text = row["split"], int(row["label"]), row["text"]
+        key = f"{split}_{label}_{row['id']}"
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: line {line_no} is not an IMDB review record ({e})") from None
+    if split not in ("train", "test") or label not in (0, 1):
+        raise UserError(f"{path}: line {line_no}: split must be train/test and label 0/1")
+    return split, key, {"text": text, "label": label}
 
 
 FASHION_MNIST = Importer("fashion_mnist", "fashion_mnist.npz", _read_npz_images)

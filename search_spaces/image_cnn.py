@@ -42,12 +42,14 @@ class ImageCNN(SearchSpace):
         batch_norm = hp.Boolean("batch_norm", default=False)
         for i in range(depth):
             with hp.conditional_scope("conv_layers", list(range(i + 1, MAX_CONV_LAYERS + 1))):
-                filters = hp.Choice(f"filters_{i}", [16, 32, 64, 128, 256],
-                                    default=DEFAULT_FILTERS[i])
+                filters = hp.Choice(
+                    f"filters_{i}", [16, 32, 64, 128, 256], default=DEFAULT_FILTERS[i]
+                )
             # 'valid' like the tutorial while the map stays >= 3 wide; 'same' once it is small.
             padding = "valid" if x.shape[1] >= kernel + 2 else "same"
-            x = layers.Conv2D(filters, kernel, padding=padding,
-                              activation=None if batch_norm else "relu")(x)
+            x = layers.Conv2D(
+                filters, kernel, padding=padding, activation=None if batch_norm else "relu"
+            )(x)
             if batch_norm:
                 x = layers.Activation("relu")(layers.BatchNormalization()(x))
             if i < depth - 1 and x.shape[1] >= 4:
@@ -59,6 +61,7 @@ class ImageCNN(SearchSpace):
 
         pooling = hp.Choice("head", ["flatten", "global_avg"], default="flatten")
         x = layers.Flatten()(x) if pooling == "flatten" else layers.GlobalAveragePooling2D()(x)
-        x = layers.Dense(hp.Choice("dense_units", [32, 64, 128, 256], default=64),
-                         activation="relu")(x)
+        x = layers.Dense(
+            hp.Choice("dense_units", [32, 64, 128, 256], default=64), activation="relu"
+        )(x)
         return layers.Dropout(hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5))(x)

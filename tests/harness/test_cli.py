@@ -14,7 +14,10 @@ from tests.conftest import REPO, tiny_job
 def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
         timeout=300,
     )
 
@@ -53,8 +56,9 @@ def test_missing_offline_dataset_says_what_to_import(tmp_path):
 
 
 def test_data_import_of_missing_or_corrupt_file(tmp_path):
-    result = harness("data", "import", "fashion_mnist", str(tmp_path / "nope.npz"),
-                     "--data-dir", str(tmp_path))
+    result = harness(
+        "data", "import", "fashion_mnist", str(tmp_path / "nope.npz"), "--data-dir", str(tmp_path)
+    )
     assert result.returncode == 2 and "no such file" in result.stderr
     corrupt = tmp_path / "fashion_mnist.npz"
     corrupt.write_bytes(b"PK\x03\x04 truncated")

@@ -26,8 +26,12 @@ def run(tmp_path, **sections):
 
 @pytest.mark.parametrize("algorithm", ["random", "bayesian", "grid", "hyperband"])
 def test_each_oracle_runs_trials_and_records_them(ray_local, tmp_path, algorithm):
-    tuner = {"algorithm": algorithm, "max_trials": 2, "epochs": 2 if algorithm == "hyperband"
-             else 1, "hyperband_factor": 2}
+    tuner = {
+        "algorithm": algorithm,
+        "max_trials": 2,
+        "epochs": 2 if algorithm == "hyperband" else 1,
+        "hyperband_factor": 2,
+    }
     spec, outcome = run(tmp_path, tuner=tuner, export={"policy": "none"})
     job_dir = JobDir(spec.job_dir())
     records = job_dir.trial_records()
@@ -45,12 +49,25 @@ def test_each_oracle_runs_trials_and_records_them(ray_local, tmp_path, algorithm
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(ray_local, tmp_path):
-    pinned = {"conv_layers": 2, "kernel_size": 3, "batch_norm": False, "filters_0": 16,
-              "filters_1": 16, "head": "flatten", "dense_units": 32, "dropout": 0.0,
-              "optimizer": "adam", "learning_rate": 0.001}
+    pinned = {
+        "conv_layers": 2,
+        "kernel_size": 3,
+        "batch_norm": False,
+        "filters_0": 16,
+        "filters_1": 16,
+        "head": "flatten",
+        "dense_units": 32,
+        "dropout": 0.0,
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+    }
     space = {"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": pinned}
-    spec, outcome = run(tmp_path, search_space=space, export={"policy": "none"},
-                        tuner={"algorithm": "grid", "max_trials": 2})
+    spec, outcome = run(
+        tmp_path,
+        search_space=space,
+        export={"policy": "none"},
+        tuner={"algorithm": "grid", "max_trials": 2},
+    )
     records = JobDir(spec.job_dir()).trial_records()
     by_explode = {r["hyperparameters"]["values"]["explode"]: r for r in records}
     assert len(records) == 2 and by_explode[False]["status"] == "COMPLETED"
@@ -113,9 +130,13 @@ def test_export_writes_loadable_models_with_manifest(ray_local, tmp_path):
         "print(json.dumps(m.signatures['serving_default'](image=tf.constant(x))"
         "['probabilities'].numpy().tolist()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(version_dir),
-                          json.dumps(images.tolist())], capture_output=True, text=True,
-                         check=True, env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(version_dir), json.dumps(images.tolist())],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
+    )
     served = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(served, keras_probs, atol=1e-5)
     assert served.shape == (3, 10) and np.allclose(served.sum(axis=1), 1.0, atol=1e-5)
@@ -123,8 +144,12 @@ def test_export_writes_loadable_models_with_manifest(ray_local, tmp_path):
 
 def test_status_table_marks_best(ray_local, tmp_path):
     spec, outcome = run(tmp_path, export={"policy": "none"})
-    result = subprocess.run([sys.executable, "-m", "harness", "status", str(spec.job_dir())],
-                            capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin"})
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "status", str(spec.job_dir())],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert f"{outcome.best[0]} ★ best" in result.stdout
     assert "COMPLETED" in result.stdout and "conv_layers=" in result.stdout

@@ -32,8 +32,9 @@ def test_train_batches_are_float_pixels_with_fixed_size(data_dir):
 
 
 def test_validation_and_train_do_not_overlap(data_dir):
-    pipeline = make(data_dir, batch_size=10, validation_split=0.5, train_examples=100,
-                    shuffle_buffer=1)
+    pipeline = make(
+        data_dir, batch_size=10, validation_split=0.5, train_examples=100, shuffle_buffer=1
+    )
     data = pipeline.train_data()
     train = np.concatenate([x.numpy() for x, _ in data.train.take(5)])
     val = np.concatenate([x.numpy() for x, _ in data.validation])
@@ -47,10 +48,14 @@ def test_replicas_scale_the_global_batch(data_dir):
 
 
 def test_deterministic_order_with_seed(data_dir):
-    first = [y.numpy().tolist() for _, y in make(data_dir, deterministic=True, seed=3)
-             .train_data().train.take(2)]
-    second = [y.numpy().tolist() for _, y in make(data_dir, deterministic=True, seed=3)
-              .train_data().train.take(2)]
+    first = [
+        y.numpy().tolist()
+        for _, y in make(data_dir, deterministic=True, seed=3).train_data().train.take(2)
+    ]
+    second = [
+        y.numpy().tolist()
+        for _, y in make(data_dir, deterministic=True, seed=3).train_data().train.take(2)
+    ]
     assert first == second
 
 

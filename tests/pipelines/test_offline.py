@@ -19,12 +19,13 @@ def test_imported_copy_loads_by_name_with_tfds(data_dir, tiny_npz):
     builder = tfds.builder("fashion_mnist", data_dir=str(data_dir))
     assert builder.is_prepared()
     assert builder.info.splits["train"].num_examples == 600
-    loaded = tfds.load("fashion_mnist", split="train", data_dir=str(data_dir),
-                       as_supervised=True)
+    loaded = tfds.load("fashion_mnist", split="train", data_dir=str(data_dir), as_supervised=True)
     # TFDS stores examples in its own (key-hash) order, as for a downloaded copy.
     got = sorted((x.numpy()[..., 0].tobytes(), int(y)) for x, y in loaded)
     with np.load(tiny_npz) as raw:
-        want = sorted((x.tobytes(), int(y)) for x, y in zip(raw["x_train"], raw["y_train"]))
+        want = sorted(
+            (x.tobytes(), int(y)) for x, y in zip(raw["x_train"], raw["y_train"], strict=True)
+        )
     assert got == want
 
 
@@ -44,14 +45,21 @@ def test_imdb_jsonl_import(tmp_path):
     import tensorflow_datasets as tfds
 
     path = tmp_path / "imdb_reviews.jsonl.gz"
-    rows = [{"split": s, "label": i % 2, "id": i, "text": f"review {s} {i}<br />ok"}
-            for s in ("train", "test") for i in range(6)]
+    rows = [
+        {"split": s, "label": i % 2, "id": i, "text": f"review {s} {i}<br />ok"}
+        for s in ("train", "test")
+        for i in range(6)
+    ]
     with gzip.open(path, "wt") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     counts = import_dataset(IMPORTERS.get("imdb_reviews"), path, tmp_path / "tfds")
     assert counts == {"train": 6, "test": 6}
-    texts = [t.numpy().decode() for t, _ in tfds.load(
-        "imdb_reviews", split="test", data_dir=str(tmp_path / "tfds"), as_supervised=True)]
+    texts = [
+        t.numpy().decode()
+        for t, _ in tfds.load(
+            "imdb_reviews", split="test", data_dir=str(tmp_path / "tfds"), as_supervised=True
+        )
+    ]
     assert sorted(texts)[0].startswith("review test")
 
 

@@ -9,8 +9,9 @@ import pytest
 from pipelines.base import DataMeta
 from search_spaces.image_cnn import ImageCNN
 
-META = DataMeta("image_classification", (28, 28, 1), 10, [str(i) for i in range(10)],
-                100, 10, 10, "test")
+META = DataMeta(
+    "image_classification", (28, 28, 1), 10, [str(i) for i in range(10)], 100, 10, 10, "test"
+)
 
 
 def summary(model) -> list[tuple[str, tuple]]:

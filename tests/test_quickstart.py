@@ -1,0 +1,47 @@
+"""The README's first command, shrunk by the job's own smoke variant, on the real data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _real_fashion_mnist_imported() -> bool:
+    data_dir = os.environ.get("HARNESS_DATA_DIR")
+    return bool(data_dir) and os.path.isdir(os.path.join(data_dir, "fashion_mnist"))
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(
+    not _real_fashion_mnist_imported(),
+    reason="import the real fashion_mnist into HARNESS_DATA_DIR (see README)",
+)
+def test_quickstart_smoke_end_to_end(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "tune",
+            "jobs/quickstart.yaml",
+            "--smoke",
+            "--set",
+            f"output_dir={tmp_path / 'job'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test accuracy" in result.stdout
+    accuracy = float(result.stdout.split("test accuracy")[-1].split()[0])
+    assert accuracy > 0.5  # the tutorial CNN after one epoch on 460 real images
+    assert (tmp_path / "job" / "export" / "quickstart" / "1" / "saved_model.pb").exists()
+    assert list((tmp_path / "job" / "tensorboard").glob("*/train/events.out.tfevents*"))
