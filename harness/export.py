@@ -66,8 +66,8 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     from pipelines import PIPELINES
 
     pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
-    meta = pipeline.describe()
     hp = kt.HyperParameters.from_config(trial["hyperparameters"])
+    meta = pipeline.describe(hp)
     keras.backend.clear_session()
     model = make_hypermodel(spec, meta).build(hp)
     with warnings.catch_warnings():  # the checkpoint also holds optimizer slots; not needed here

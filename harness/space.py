@@ -17,13 +17,19 @@ def make_hypermodel(spec: JobSpec, meta: DataMeta) -> kt.HyperModel:
     return cls(meta, **spec.search_space.options)
 
 
-def populate_space(oracle: kt.Oracle, hypermodel: kt.HyperModel, fixed: dict[str, Any]) -> None:
-    """Registers every hyperparameter of the space with the oracle, pinned ones as Fixed.
+def populate_space(
+    oracle: kt.Oracle, hypermodel: kt.HyperModel, fixed: dict[str, Any], pipeline=None
+) -> None:
+    """Registers every hyperparameter of the data and the model with the oracle, pinned ones
+    as Fixed.
 
     A pinned hyperparameter keeps the conditions of the one it replaces, so a value pinned
     inside a conditional scope (e.g. `filters_3`, active only for deep nets) is still found.
     """
-    space = discover(hypermodel, kt.HyperParameters())
+    space = kt.HyperParameters()
+    if pipeline is not None:
+        pipeline.declare_hyperparameters(space)
+    space = discover(hypermodel, space)
     names = {h.name for h in space.space}
     unknown = sorted(set(fixed) - names)
     if unknown:

@@ -39,7 +39,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     configure_devices(spec.resources)
     strategy = make_strategy(spec.resources)
     pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
-    meta = pipeline.describe()
+    meta = pipeline.describe(hp)
     data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
     keras.backend.clear_session()
     with strategy.scope():

@@ -56,7 +56,7 @@ def tune(
             f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test"
         )
         oracle = make_oracle(spec.tuner, job_dir)
-        populate_space(oracle, make_hypermodel(spec, meta), spec.search_space.fixed)
+        populate_space(oracle, make_hypermodel(spec, meta), spec.search_space.fixed, pipeline)
         with RayExecutor(spec.resources, address) as executor:
             outcome = TrialLoop(spec, job_dir, oracle, executor, console).run()
         if outcome.interrupted:

@@ -65,7 +65,13 @@ class Pipeline:
     def check_available(self) -> None:
         """Raises UserError when the data cannot be read (e.g. no offline copy)."""
 
-    def describe(self) -> DataMeta:
+    def declare_hyperparameters(self, hp: Any) -> None:
+        """Registers the data's tunable choices (e.g. sequence length) on a Keras Tuner
+        `HyperParameters`, each with an explicit default; called before the search starts and
+        again in each trial's worker, so `train_data(hp)` can read them with `hp.get`."""
+
+    def describe(self, hp: Any = None) -> DataMeta:
+        """The data as a model sees it, for `hp`'s data choices (defaults when None)."""
         raise NotImplementedError
 
     def train_data(self, hp: Any, replicas: int = 1) -> TrainData:

@@ -71,7 +71,7 @@ class ImageClassificationPipeline(Pipeline):
         )
         return n - n_val, n_val, n_test
 
-    def describe(self) -> DataMeta:
+    def describe(self, hp: Any = None) -> DataMeta:
         info = self._info()
         image, label = info.supervised_keys or (None, None)
         features = info.features

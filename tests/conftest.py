@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
+# Where real datasets were imported (CI: .ci/run), read before the fixtures point
+# HARNESS_DATA_DIR at the tiny test data.
+REAL_DATA_DIR = os.environ.get("HARNESS_DATA_DIR")
 
 
 @pytest.fixture(autouse=True)

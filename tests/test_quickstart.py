@@ -8,12 +8,11 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REAL_DATA_DIR, REPO
 
 
 def _real_fashion_mnist_imported() -> bool:
-    data_dir = os.environ.get("HARNESS_DATA_DIR")
-    return bool(data_dir) and os.path.isdir(os.path.join(data_dir, "fashion_mnist"))
+    return bool(REAL_DATA_DIR) and os.path.isdir(os.path.join(REAL_DATA_DIR, "fashion_mnist"))
 
 
 @pytest.mark.real_data
@@ -37,7 +36,7 @@ def test_quickstart_smoke_end_to_end(tmp_path):
         text=True,
         cwd=REPO,
         timeout=600,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "HARNESS_DATA_DIR": REAL_DATA_DIR},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test accuracy" in result.stdout

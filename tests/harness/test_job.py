@@ -27,7 +27,7 @@ def test_smoke_and_set_overrides_apply_in_order():
     spec = load_job(REPO / "jobs/quickstart.yaml", ["tuner.max_trials=5"], smoke=True)
     assert spec.tuner.max_trials == 5  # --set wins over smoke
     assert spec.tuner.epochs == 1  # from smoke
-    assert spec.data.train_examples == 512
+    assert spec.data.train_examples == 2048
 
 
 def test_override_values_are_parsed_as_yaml():
