@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from typing import Any
 
 import ray
@@ -34,6 +36,7 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         if not ray.is_initialized():
             self._init_ray()
+        _stop_on_sigterm()
         self._check_fits()
         r = self.resources
         self._remote = ray.remote(
@@ -114,6 +117,17 @@ class RayExecutor:
     def cancel(refs: list[ray.ObjectRef]) -> None:
         for ref in refs:
             ray.cancel(ref, force=True)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`) stops the job like Ctrl-C: running trials are cancelled and
+    the saved state resumes them. Replaces Ray's handler, which exits without that step."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _task_error_text(error: Exception) -> str:

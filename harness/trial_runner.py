@@ -42,21 +42,25 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     meta = pipeline.describe(hp)
     data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
     keras.backend.clear_session()
+    hypermodel = make_hypermodel(spec, meta)
     with strategy.scope():
-        model = make_hypermodel(spec, meta).build(hp)
+        model = hypermodel.build(hp)
         _warm_start(model, hp, job_dir)
     timings["build_s"] = time.perf_counter() - t
 
     epochs, initial_epoch = _epochs(spec, hp)
     recorder = EpochRecorder(job_dir, trial_id, epochs)
     t = time.perf_counter()
-    model.fit(
+    # HyperModel.fit is Keras Tuner's hook for spaces that train in phases (transfer learning).
+    hypermodel.fit(
+        hp,
+        model,
         data.train,
         validation_data=data.validation,
         steps_per_epoch=data.steps_per_epoch,
         epochs=epochs,
         initial_epoch=initial_epoch,
-        callbacks=_callbacks(spec, job_dir, trial_id, recorder),
+        callbacks=_callbacks(spec, job_dir, trial_id, recorder, hypermodel),
         verbose=2 if spec.training.verbose else 0,
     )
     timings["fit_s"] = time.perf_counter() - t
@@ -88,7 +92,7 @@ def _warm_start(model, hp, job_dir: JobDir) -> None:
         model.load_weights(str(job_dir.checkpoint_path(parent)))
 
 
-def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder) -> list:
+def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> list:
     import keras
 
     from harness.callbacks import BestCheckpoint
@@ -100,6 +104,10 @@ def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder) -> list:
         BestCheckpoint(job_dir.checkpoint_path(trial_id), spec.tuner.objective),
         recorder,
     ]
+    # Spaces may add their own (e.g. GAN sample grids), written beside the trial's scalars.
+    extra = getattr(hypermodel, "extra_callbacks", None)
+    if extra is not None:
+        callbacks.extend(extra(str(job_dir.tensorboard_dir / trial_id)))
     stop = spec.training.early_stopping
     if stop:
         callbacks.append(

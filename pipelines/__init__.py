@@ -8,6 +8,8 @@ from harness.registry import Registry
 
 PIPELINES = Registry("pipeline")
 PIPELINES.register("image_classification", "pipelines.image:ImageClassificationPipeline")
+PIPELINES.register("text_classification", "pipelines.text:TextClassificationPipeline")
+PIPELINES.register("time_series", "pipelines.timeseries:TimeSeriesPipeline")
 
 # Offline importers: a local copy of a dataset -> the TFDS layout under the data directory.
 IMPORTERS = Registry("offline importer")

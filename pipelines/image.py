@@ -1,14 +1,26 @@
-"""Image classification from any TFDS image/label dataset (fashion_mnist, mnist, cifar10, ...)."""
+"""Image classification: a TFDS dataset by name, a `.npz` of arrays, or a folder per class.
+
+Train order (one canonical order, big_vision's `make_for_train`): source -> decode (+ resize)
+-> cache -> shuffle -> repeat -> augment (parallel) -> batch(drop_remainder) -> float -> prefetch.
+Pixels stay in [0, 255]: scaling is the model's first layer, so an exported model takes raw
+images.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, PositiveInt
+import numpy as np
+from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
 from harness.errors import UserError
 from pipelines import tfds_source
+from pipelines.augment import AugmentConfig
 from pipelines.base import DataMeta, Pipeline, PipelineConfig, TrainData
+from pipelines.cache import cache_key, cached
+from pipelines.image_sources import ArrayImages, FolderImages, TfdsImages, split_indices
 
 
 class ImageClassificationConfig(PipelineConfig):
@@ -16,126 +28,224 @@ class ImageClassificationConfig(PipelineConfig):
 
     model_config = ConfigDict(extra="forbid")
     pipeline: Literal["image_classification"] = "image_classification"
-    dataset: str = "fashion_mnist"
+    dataset: str | None = None
+    arrays: str | None = None
+    folder: str | None = None
+    channels: Literal[1, 3] = 3
+    image_size: tuple[PositiveInt, PositiveInt] | None = None
     data_dir: str | None = None
     download: bool = True
     validation_split: float = Field(0.1, gt=0.0, lt=1.0)
+    stratify: bool = False
     train_examples: PositiveInt | None = None
     test_examples: PositiveInt | None = None
     batch_size: PositiveInt = 64
-    cache: Literal["memory", "none"] = "memory"
+    cache: Literal["memory", "disk", "none"] = "memory"
+    cache_dir: str | None = None
     shuffle_buffer: PositiveInt = 10_000
     seed: int = 0
     deterministic: bool = False
+    augment: AugmentConfig = AugmentConfig()
+    augment_strength_choices: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImageClassificationConfig:
+        given = [k for k in ("dataset", "arrays", "folder") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one image source: dataset (TFDS name), arrays (.npz) or folder"
+                + (f"; got {', '.join(given)}" if given else "")
+            )
+        return self
 
 
 class ImageClassificationPipeline(Pipeline):
-    """TFDS images -> uint8 decode -> cache -> shuffle -> repeat -> batch -> float -> prefetch.
-
-    Pixels stay in [0, 255]: scaling is the model's first layer, so an exported model takes
-    raw images.
-    """
-
     Config = ImageClassificationConfig
     task = "image_classification"
     config: ImageClassificationConfig
 
     @classmethod
     def check_config(cls, config: ImageClassificationConfig) -> None:
-        tfds_source.check_dataset_name(config.dataset)
+        if config.dataset:
+            tfds_source.check_dataset_name(config.dataset)
 
     @property
     def data_dir(self):
         return tfds_source.resolve_data_dir(self.config.data_dir)
 
+    @functools.cached_property
+    def source(self):
+        c = self.config
+        if c.dataset:
+            return TfdsImages(c.dataset, self.data_dir, c.download)
+        from pathlib import Path
+
+        if c.arrays:
+            return ArrayImages(Path(c.arrays).expanduser())
+        return FolderImages(Path(c.folder).expanduser(), c.image_size, c.channels)
+
+    @functools.cached_property
+    def _info(self) -> dict[str, Any]:
+        return self.source.info()
+
     def check_available(self) -> None:
-        tfds_source.ensure_prepared(self.config.dataset, self.data_dir, self.config.download)
+        self.source.check()
+        self.describe()
 
-    def _info(self):
-        return tfds_source.builder(self.config.dataset, self.data_dir).info
-
-    def _split_sizes(self) -> tuple[int, int, int]:
-        splits = self._info().splits
-        if "train" not in splits or "test" not in splits:
-            raise UserError(f"data.dataset {self.config.dataset!r} needs train and test splits")
-        total = splits["train"].num_examples
-        n = min(self.config.train_examples or total, total)
-        n_val = max(1, round(n * self.config.validation_split))
-        if n - n_val < self.config.batch_size:
-            raise UserError(
-                f"data: {n - n_val} training examples after the validation split is fewer than "
-                f"data.batch_size={self.config.batch_size}"
-            )
-        n_test = min(
-            self.config.test_examples or splits["test"].num_examples, splits["test"].num_examples
-        )
-        return n - n_val, n_val, n_test
+    def declare_hyperparameters(self, hp: Any) -> None:
+        choices = self.config.augment_strength_choices
+        if choices:
+            hp.Choice("augment_strength", choices, default=1.0 if 1.0 in choices else choices[0])
 
     def describe(self, hp: Any = None) -> DataMeta:
-        info = self._info()
-        image, label = info.supervised_keys or (None, None)
-        features = info.features
-        if image is None or not hasattr(features[label], "num_classes"):
-            raise UserError(
-                f"data.dataset {self.config.dataset!r} is not an image classification dataset"
-            )
-        shape = tuple(features[image].shape)
+        plan = self._plan
+        shape = self._info["shape"]
+        if self.config.image_size:
+            shape = (*self.config.image_size, shape[-1])
         if None in shape:
             raise UserError(
-                f"data.dataset {self.config.dataset!r} has images of varying size {shape}"
+                f"data: images have varying sizes {shape}; set data.image_size to resize them"
             )
-        n_train, n_val, n_test = self._split_sizes()
         return DataMeta(
             task=self.task,
-            input_shape=shape,
-            num_classes=features[label].num_classes,
-            class_names=list(features[label].names),
-            num_train=n_train,
-            num_validation=n_val,
-            num_test=n_test,
+            input_shape=tuple(shape),
+            num_classes=len(self._info["class_names"]),
+            class_names=self._info["class_names"],
+            num_train=_size(plan["train"]),
+            num_validation=_size(plan["validation"]),
+            num_test=_size(plan["test"]),
             fingerprint=self.config.fingerprint(),
         )
 
-    def _source(self, start: int, stop: int, split: str = "train"):
-        return tfds_source.load(self.config.dataset, f"{split}[{start}:{stop}]", self.data_dir)
+    @functools.cached_property
+    def _plan(self) -> dict[str, tuple]:
+        """Which examples form each split: ("range", start, stop) or ("indices", array)."""
+        c = self.config
+        counts = self._info["counts"]
+        n = min(c.train_examples or counts["train"], counts["train"])
+        n_test = min(c.test_examples or counts["test"], counts["test"])
+        if self.source.contiguous and not c.stratify:
+            n_val = max(1, round(n * c.validation_split))
+            plan = {"train": ("range", 0, n - n_val), "validation": ("range", n - n_val, n)}
+        else:
+            labels = self.source.labels("train")[:n]
+            train, val = split_indices(labels, c.validation_split, c.stratify, c.seed)
+            plan = {"train": ("indices", train, n), "validation": ("indices", val, n)}
+        plan["test"] = ("range", 0, n_test)
+        if _size(plan["train"]) < c.batch_size:
+            raise UserError(
+                f"data: {_size(plan['train'])} training examples after the validation split is "
+                f"fewer than data.batch_size={c.batch_size}"
+            )
+        return plan
+
+    def _examples(self, part: str):
+        """Decoded uint8 examples of one split part, resized if asked, then cached."""
+        import tensorflow as tf
+
+        kind, *args = self._plan[part]
+        split = "test" if part == "test" else "train"
+        ds = self._select(split, kind, args)
+        size = self.config.image_size
+        if size and not isinstance(self.source, FolderImages):  # folders resize while decoding
+            ds = ds.map(
+                lambda x, y: (tf.cast(tf.image.resize(x, size), tf.uint8), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        # Cache after decode/resize: decoding dominates the step; uint8 keeps the cache small.
+        key = cache_key(
+            source=self._info["identity"],
+            part=part,
+            plan=_plan_id(kind, args),
+            image_size=size,
+            channels=self.config.channels,
+        )
+        cache_dir = self.config.cache_dir or self.data_dir / "harness_cache"
+        return cached(ds, self.config.cache, cache_dir, key)
+
+    def _select(self, split: str, kind: str, args: list):
+        import tensorflow as tf
+
+        if kind == "range":
+            start, stop = args
+            if isinstance(self.source, TfdsImages):
+                return self.source.dataset(split, start, stop)
+            return self.source.dataset(split, np.arange(start, stop))
+        indices, n = args
+        if not isinstance(self.source, TfdsImages):
+            return self.source.dataset(split, indices)
+        mask = np.zeros(n, bool)
+        mask[indices] = True
+        keep = tf.constant(mask)
+        return (
+            self.source.dataset(split, 0, n)
+            .enumerate()
+            .filter(lambda i, ex: keep[i])
+            .map(lambda i, ex: ex)
+        )
 
     def _options(self):
         import tensorflow as tf
 
         options = tf.data.Options()
         options.deterministic = self.config.deterministic
+        # Multi-worker strategies shard by element, whatever the number of source files.
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
         return options
+
+    def augment_fn(self, hp: Any = None):
+        """The training-only augmentation, scaled by the tuned `augment_strength` if any."""
+        from pipelines.augment import make_augment_fn
+
+        strength = 1.0
+        if hp is not None and "augment_strength" in hp.values:
+            strength = hp.get("augment_strength")
+        config = self.config.augment.scaled(strength)
+        return None if config.is_identity() else make_augment_fn(config)
 
     def train_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         import tensorflow as tf
 
-        n_train, n_val, _ = self._split_sizes()
         batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
-        train = self._source(0, n_train)
-        # Cache after decode: PNG decoding dominates the step; uint8 keeps the cache 4x smaller.
-        if self.config.cache == "memory":
-            train = train.cache()
         train = (
-            train.shuffle(self.config.shuffle_buffer, seed=self.config.seed)
+            self._examples("train")
+            .shuffle(self.config.shuffle_buffer, seed=self.config.seed)
             .repeat()
-            .batch(batch, drop_remainder=True)
+        )
+        augment = self.augment_fn(hp)
+        if augment is not None:
+            train = train.map(
+                lambda x, y: (augment(tf.cast(x, tf.float32)), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        train = (
+            train.batch(batch, drop_remainder=True)
             .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(self._options())
         )
-        validation = self._eval_dataset(self._source(n_train, n_train + n_val), batch)
-        return TrainData(train, validation, max(1, n_train // batch), batch)
+        validation = self._batched(self._examples("validation"), batch)
+        return TrainData(train, validation, max(1, _size(self._plan["train"]) // batch), batch)
 
-    def _eval_dataset(self, ds, batch: int):
+    def _batched(self, ds, batch: int):
         import tensorflow as tf
 
-        if self.config.cache == "memory":
-            ds = ds.cache()
         return ds.batch(batch).map(_to_float).prefetch(tf.data.AUTOTUNE)
 
     def test_data(self, batch_size: int = 256):
-        _, _, n_test = self._split_sizes()
-        return self._eval_dataset(self._source(0, n_test, "test"), batch_size)
+        return self._batched(self._examples("test"), batch_size)
+
+
+def _size(part: tuple) -> int:
+    return part[2] - part[1] if part[0] == "range" else len(part[1])
+
+
+def _plan_id(kind: str, args: list) -> str:
+    if kind == "range":
+        return f"range:{args[0]}:{args[1]}"
+    return "indices:" + hashlib.sha256(np.asarray(args[0]).tobytes()).hexdigest()[:16]
 
 
 def _to_float(images, labels):

@@ -101,6 +101,7 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
         def _split_generators(self, dl_manager):
             return splits
 
+    tfds.disable_progress_bar()  # the CLI shows its own spinner; TFDS's bars garble logs
     builder = LocalCopy(data_dir=str(data_dir))
     if builder.is_prepared():
         raise UserError(

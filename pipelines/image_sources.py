@@ -1,0 +1,220 @@
+"""Where labelled images come from: a TFDS dataset, a `.npz` of arrays, or a class-per-folder tree.
+
+Every source yields `(uint8 image HxWxC, int label)` examples of one split, selected by index
+range or by an explicit index list (for random or stratified validation carve-outs).
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import UserError
+from pipelines import tfds_source
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+class TfdsImages:
+    """A TFDS image classification dataset, by name."""
+
+    contiguous = True  # TFDS shuffles at write time: a contiguous slice is a random sample
+
+    def __init__(self, name: str, data_dir: Path, download: bool):
+        self.name, self.data_dir, self.download = name, data_dir, download
+
+    def check(self) -> None:
+        tfds_source.ensure_prepared(self.name, self.data_dir, self.download)
+
+    def info(self) -> dict[str, Any]:
+        info = tfds_source.builder(self.name, self.data_dir).info
+        image, label = info.supervised_keys or (None, None)
+        if image is None or not hasattr(info.features[label], "num_classes"):
+            raise UserError(f"data.dataset {self.name!r} is not an image classification dataset")
+        if "train" not in info.splits or "test" not in info.splits:
+            raise UserError(f"data.dataset {self.name!r} needs train and test splits")
+        return {
+            "shape": tuple(info.features[image].shape),
+            "class_names": list(info.features[label].names),
+            "counts": {s: info.splits[s].num_examples for s in ("train", "test")},
+            "identity": f"tfds:{self.name}:{info.version}",
+        }
+
+    def labels(self, split: str) -> np.ndarray:
+        import tensorflow_datasets as tfds
+
+        ds = tfds.load(
+            self.name,
+            split=split,
+            data_dir=str(self.data_dir),
+            download=False,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+        return np.fromiter((int(ex["label"]) for ex in ds.as_numpy_iterator()), np.int64)
+
+    def dataset(self, split: str, start: int, stop: int):
+        return tfds_source.load(self.name, f"{split}[{start}:{stop}]", self.data_dir)
+
+
+class ArrayImages:
+    """`x_train, y_train, x_test, y_test` uint8 arrays in a `.npz` file."""
+
+    contiguous = False
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            if not self.path.is_file():
+                raise UserError(f"data.arrays: {self.path}: no such file")
+            try:
+                with np.load(self.path) as f:
+                    self._arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            except KeyError as e:
+                raise UserError(
+                    f"{self.path}: missing array {e} (need x/y_train, x/y_test)"
+                ) from None
+            except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
+                raise UserError(f"{self.path}: corrupt or truncated npz file ({e})") from None
+        return self._arrays
+
+    def check(self) -> None:
+        for split in ("train", "test"):
+            x, y = self._load()[f"x_{split}"], self._load()[f"y_{split}"]
+            if x.ndim not in (3, 4) or len(x) != len(y) or not len(x):
+                raise UserError(f"{self.path}: x_{split} must be (N, H, W[, C]) with N labels")
+
+    def info(self) -> dict[str, Any]:
+        arrays = self._load()
+        x = arrays["x_train"]
+        shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
+        n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+        stat = self.path.stat()
+        return {
+            "shape": tuple(int(s) for s in shape),
+            "class_names": [str(i) for i in range(n_classes)],
+            "counts": {s: len(arrays[f"y_{s}"]) for s in ("train", "test")},
+            "identity": f"npz:{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
+        }
+
+    def labels(self, split: str) -> np.ndarray:
+        return self._load()[f"y_{split}"].astype(np.int64)
+
+    def dataset(self, split: str, indices: np.ndarray):
+        import tensorflow as tf
+
+        x = self._load()[f"x_{split}"][indices]
+        if x.ndim == 3:
+            x = x[..., None]
+        y = self._load()[f"y_{split}"][indices].astype(np.int64)
+        return tf.data.Dataset.from_tensor_slices((x.astype(np.uint8), y))
+
+
+class FolderImages:
+    """`ROOT/train/<class>/*.png` and `ROOT/test/<class>/*.png` (also JPEG, BMP, GIF)."""
+
+    contiguous = False
+
+    def __init__(self, root: Path, image_size: tuple[int, int] | None, channels: int):
+        self.root, self.image_size, self.channels = root, image_size, channels
+
+    def _files(self, split: str) -> tuple[list[str], np.ndarray, list[str]]:
+        base = self.root / split
+        if not base.is_dir():
+            raise UserError(f"data.folder: {base} is missing (need train/ and test/ folders)")
+        classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            for path in sorted((base / name).glob("*")):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(str(path))
+                    labels.append(label)
+        if not files:
+            raise UserError(f"data.folder: no images under {base}/<class>/")
+        return files, np.array(labels, np.int64), classes
+
+    def check(self) -> None:
+        if self.image_size is None:
+            self._check_same_size()
+
+    def _check_same_size(self) -> None:
+        import tensorflow as tf
+
+        first = None
+        for split in ("train", "test"):
+            for path in self._files(split)[0]:
+                shape = _decode(tf, tf.io.read_file(path), self.channels, path).shape
+                first = first or (shape, path)
+                if shape[:2] != first[0][:2]:
+                    raise UserError(
+                        f"data.folder: images of mixed sizes ({first[1]} is "
+                        f"{first[0][0]}x{first[0][1]}, {path} is {shape[0]}x{shape[1]}); "
+                        "set data.image_size to resize them"
+                    )
+
+    def info(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        train, _, classes = self._files("train")
+        test = self._files("test")[0]
+        if self.image_size:
+            shape = (*self.image_size, self.channels)
+        else:
+            shape = tuple(_decode(tf, tf.io.read_file(train[0]), self.channels, train[0]).shape)
+        return {
+            "shape": shape,
+            "class_names": classes,
+            "counts": {"train": len(train), "test": len(test)},
+            "identity": f"folder:{self.root.resolve()}:{len(train)}:{len(test)}",
+        }
+
+    def labels(self, split: str) -> np.ndarray:
+        return self._files(split)[1]
+
+    def dataset(self, split: str, indices: np.ndarray):
+        import tensorflow as tf
+
+        files, labels, _ = self._files(split)
+        files = [files[i] for i in indices]
+        ds = tf.data.Dataset.from_tensor_slices((files, labels[indices]))
+        size, channels = self.image_size, self.channels
+
+        def load(path, label):
+            image = tf.io.decode_image(
+                tf.io.read_file(path), channels=channels, expand_animations=False
+            )
+            if size:
+                image = tf.cast(tf.image.resize(image, size), tf.uint8)
+            return image, label
+
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _decode(tf, data, channels: int, path: str):
+    try:
+        return tf.io.decode_image(data, channels=channels, expand_animations=False)
+    except tf.errors.InvalidArgumentError:
+        raise UserError(f"data.folder: {path} is not a readable image (corrupt?)") from None
+
+
+def split_indices(
+    labels: np.ndarray, fraction: float, stratify: bool, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) index arrays; stratified keeps each class's share in validation."""
+    rng = np.random.default_rng(seed)
+    if not stratify:
+        order = rng.permutation(len(labels))
+        n_val = max(1, round(len(labels) * fraction))
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    val = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        val.extend(members[: max(1, round(len(members) * fraction))])
+    val = np.sort(np.array(val, np.int64))
+    return np.setdiff1d(np.arange(len(labels)), val), val

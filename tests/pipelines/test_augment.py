@@ -1,0 +1,231 @@
+"""Augmentation ops: eager vs Dataset.map, shapes and ranges, semantics, config validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from pydantic import ValidationError
+
+from pipelines.augment import OPS, AugmentConfig, make_augment_fn, rotate
+
+SHAPES = [(28, 28, 1), (32, 32, 3)]
+N = 6
+# One strong setting per op, in OPS order.
+STRONG = {
+    "flip_horizontal": {"flip_horizontal": 1.0},
+    "flip_vertical": {"flip_vertical": 1.0},
+    "crop": {"crop_padding": 4},
+    "rotation": {"rotation": 0.25, "affine_fill": "zeros"},
+    "zoom": {"zoom": 0.5},
+    "translation": {"translation": 0.3, "affine_fill": "zeros"},
+    "brightness": {"brightness": 60.0},
+    "contrast": {"contrast": (0.3, 0.5)},
+    "cutout": {"cutout": 1.0, "cutout_fill": 0.0},
+}
+# Arguments that make each registered op a no-op.
+OFF = {
+    "flip_horizontal": {"probability": 0.0},
+    "flip_vertical": {"probability": 0.0},
+    "crop": {"padding": 0},
+    "affine": {},
+    "brightness": {"max_delta": 0.0},
+    "contrast": {"lower": 1.0, "upper": 1.0},
+    "cutout": {"probability": 0.0},
+}
+
+
+@pytest.fixture(autouse=True)
+def tf_seed():
+    tf.random.set_seed(0)
+
+
+def images(shape, low: float = 0.0, high: float = 255.0) -> np.ndarray:
+    return np.random.default_rng(1).uniform(low, high, (N, *shape)).astype(np.float32)
+
+
+def seeds() -> np.ndarray:
+    return np.random.default_rng(2).integers(0, 2**31 - 1, (N, 2)).astype(np.int32)
+
+
+def run_both(fn, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`fn(image, seed)` per image eagerly and inside Dataset.map, with the same seeds."""
+    eager = np.stack(
+        [fn(tf.constant(x), tf.constant(s)).numpy() for x, s in zip(batch, seeds(), strict=True)]
+    )
+    mapped = tf.data.Dataset.from_tensor_slices((batch, seeds())).map(fn)
+    return eager, np.stack([x.numpy() for x in mapped])
+
+
+def check_images(out: np.ndarray, batch: np.ndarray) -> None:
+    assert out.shape == batch.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 255.0
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("op", list(STRONG))
+def test_strong_op_changes_images_same_eagerly_and_in_map(op, shape):
+    batch = images(shape)
+    eager, mapped = run_both(make_augment_fn(AugmentConfig(**STRONG[op])), batch)
+    check_images(eager, batch)
+    check_images(mapped, batch)
+    np.testing.assert_allclose(eager, mapped, atol=1e-3)
+    changed = np.abs(mapped - batch).max(axis=(1, 2, 3)) > 1e-3
+    # A crop window at exactly the center (1 in 81) leaves an image unchanged.
+    assert changed.mean() >= 0.8
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", list(OPS))
+def test_disabled_op_leaves_images_unchanged(name, shape):
+    batch = images(shape)
+    eager, mapped = run_both(lambda x, s: OPS[name](x, s, **OFF[name]), batch)
+    np.testing.assert_allclose(eager, batch, atol=1e-3)
+    np.testing.assert_allclose(mapped, batch, atol=1e-3)
+
+
+def test_every_op_declares_its_off_arguments_in_order():
+    assert list(OFF) == list(OPS)
+
+
+def test_unseeded_fn_works_in_map_and_default_config_is_identity():
+    batch = images((28, 28, 1))
+    fn = make_augment_fn(AugmentConfig(flip_horizontal=1.0))
+    flipped = np.stack([x.numpy() for x in tf.data.Dataset.from_tensor_slices(batch).map(fn)])
+    np.testing.assert_array_equal(flipped, tf.image.flip_left_right(batch).numpy())
+    assert AugmentConfig().is_identity()
+    np.testing.assert_array_equal(make_augment_fn(AugmentConfig())(batch[0]), batch[0])
+
+
+def test_vertical_flip_matches_tf():
+    batch = images((32, 32, 3))
+    _, mapped = run_both(make_augment_fn(AugmentConfig(flip_vertical=1.0)), batch)
+    np.testing.assert_array_equal(mapped, tf.image.flip_up_down(batch).numpy())
+
+
+def test_same_seed_same_image_other_seed_other_image():
+    fn = make_augment_fn(AugmentConfig(rotation=0.1, brightness=20.0, cutout=0.5))
+    image = tf.constant(images((28, 28, 1))[0])
+    first, again = fn(image, tf.constant([1, 2])), fn(image, tf.constant([1, 2]))
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, fn(image, tf.constant([3, 4])))
+
+
+@pytest.mark.parametrize("fill", ["reflect", "zeros"])
+def test_crop_with_padding_shifts_content(fill):
+    batch, pad = images((32, 32, 3), low=10.0), 4
+    _, mapped = run_both(make_augment_fn(AugmentConfig(crop_padding=pad, crop_fill=fill)), batch)
+    for out, image in zip(mapped, batch, strict=True):
+        center = out[pad:-pad, pad:-pad]
+        # The center of the output is a window of the original at some shift in [-pad, pad].
+        assert any(
+            np.array_equal(center, image[dy : dy + 32 - 2 * pad, dx : dx + 32 - 2 * pad])
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+        )
+        assert (out == 0).sum() <= (32**2 - 24**2) * 3  # zeros only from padding, if at all
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_half_turn_equals_two_quarter_turns(shape):
+    image = images(shape)[0]
+    turned = rotate(tf.constant(image), 0.5).numpy()
+    expected = tf.image.rot90(image, 2).numpy()
+    np.testing.assert_allclose(turned[1:-1, 1:-1], expected[1:-1, 1:-1], atol=1e-2)
+    np.testing.assert_allclose(turned, expected, atol=1.0)
+
+
+def test_quarter_turn_is_counter_clockwise_like_rot90():
+    image = images((32, 32, 1))[0]
+    np.testing.assert_allclose(rotate(image, 0.25), tf.image.rot90(image), atol=1e-2)
+
+
+def test_rotation_fill_zeros_blackens_corners_reflect_does_not():
+    white = np.full((32, 32, 3), 255.0, np.float32)
+    assert rotate(white, 0.125, "zeros").numpy()[0, 0].max() == 0.0
+    np.testing.assert_allclose(rotate(white, 0.125, "reflect"), white, atol=1e-3)
+
+
+def test_cutout_erases_one_rectangle_of_fill_value():
+    batch = images((32, 32, 3), low=10.0)
+    fn = make_augment_fn(AugmentConfig(cutout=1.0, cutout_size=0.25, cutout_fill=0.0))
+    _, mapped = run_both(fn, batch)
+    for out, image in zip(mapped, batch, strict=True):
+        erased = (out == 0.0).all(axis=-1)
+        rows, cols = np.nonzero(erased.any(axis=1))[0], np.nonzero(erased.any(axis=0))[0]
+        assert (len(rows), len(cols)) == (8, 8) and erased.sum() == 64  # a filled 8x8 block
+        np.testing.assert_array_equal(out[~erased], image[~erased])
+
+
+def test_brightness_shifts_every_pixel_by_one_delta():
+    batch = images((28, 28, 1), low=100.0, high=150.0)  # no clipping with delta <= 50
+    _, mapped = run_both(make_augment_fn(AugmentConfig(brightness=50.0)), batch)
+    deltas = (mapped - batch).reshape(N, -1)
+    np.testing.assert_allclose(deltas, deltas[:, :1].repeat(deltas.shape[1], axis=1), atol=1e-3)
+    assert np.all(np.abs(deltas[:, 0]) <= 50.0) and np.all(np.abs(deltas[:, 0]) > 1e-3)
+    assert len(np.unique(deltas[:, 0].round(3))) == N
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_contrast_scales_spread_and_keeps_channel_means(shape):
+    batch = images(shape, low=50.0, high=200.0)
+    _, mapped = run_both(make_augment_fn(AugmentConfig(contrast=(0.5, 0.5))), batch)
+    axes = (1, 2)
+    np.testing.assert_allclose(mapped.mean(axis=axes), batch.mean(axis=axes), atol=1e-2)
+    np.testing.assert_allclose(mapped.std(axis=axes), 0.5 * batch.std(axis=axes), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"flip_horizontal": 1.5}, "flip_horizontal"),
+        ({"rotation": -0.1}, "rotation"),
+        ({"zoom": 1.0}, "zoom"),
+        ({"crop_padding": -1}, "crop_padding"),
+        ({"brightness": -5.0}, "brightness"),
+        ({"contrast": (-1.0, 1.0)}, "contrast"),
+        ({"contrast": (1.5, 0.5)}, "contrast"),
+        ({"cutout": 2.0}, "cutout"),
+        ({"affine_fill": "wrap"}, "affine_fill"),
+        ({"rotaton": 0.1}, "rotaton"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(options, field):
+    with pytest.raises(ValidationError, match=field):
+        AugmentConfig(**options)
+
+
+def strong_config() -> AugmentConfig:
+    return AugmentConfig(
+        flip_horizontal=0.5,
+        flip_vertical=0.2,
+        rotation=0.2,
+        zoom=0.3,
+        translation=0.1,
+        crop_padding=4,
+        brightness=40.0,
+        contrast=(0.6, 1.4),
+        cutout=0.5,
+        cutout_size=0.4,
+    )
+
+
+def test_enabled_ops_follow_registry_order():
+    assert [name for name, _ in strong_config().enabled_ops()] == list(OPS)
+
+
+def test_scaled_zero_is_identity_and_half_halves_magnitudes():
+    assert strong_config().scaled(0.0).is_identity()
+    half = strong_config().scaled(0.5)
+    assert (half.flip_horizontal, half.rotation, half.zoom) == pytest.approx((0.25, 0.1, 0.15))
+    assert (half.brightness, half.crop_padding, half.cutout) == pytest.approx((20.0, 2, 0.25))
+    assert half.contrast == pytest.approx((0.8, 1.2))
+    assert half.affine_fill == strong_config().affine_fill
+
+
+def test_scaled_caps_at_field_maxima_and_rejects_negative_strength():
+    big = strong_config().scaled(10.0)
+    assert (big.flip_horizontal, big.rotation, big.zoom, big.cutout) == (1.0, 0.5, 0.9, 1.0)
+    assert big.contrast == pytest.approx((0.0, 5.0))
+    with pytest.raises(ValueError, match="strength"):
+        strong_config().scaled(-1.0)

@@ -1,0 +1,139 @@
+"""Image sources beyond TFDS (arrays, folders), stratified validation, disk cache, augmentation."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+import tensorflow as tf
+from pydantic import ValidationError
+
+from harness.errors import UserError
+from pipelines.image import ImageClassificationConfig, ImageClassificationPipeline
+from tests.conftest import tiny_images
+
+
+def pipeline(**options) -> ImageClassificationPipeline:
+    return ImageClassificationPipeline(ImageClassificationConfig(**options))
+
+
+@pytest.fixture
+def npz(tmp_path):
+    rng = np.random.default_rng(1)
+    x_train, y_train = tiny_images(300, rng)
+    x_test, y_test = tiny_images(50, rng)
+    path = tmp_path / "arrays.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+def write_png(path, image):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tf.io.encode_png(image).numpy())
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "images"
+    for split, n in (("train", 12), ("test", 4)):
+        for c in ("cat", "dog"):
+            for i in range(n):
+                value = 40 if c == "cat" else 200
+                write_png(root / split / c / f"{i}.png", np.full((20, 24, 3), value, np.uint8))
+    return root
+
+
+def test_exactly_one_source_is_required():
+    with pytest.raises(ValidationError, match="exactly one image source"):
+        ImageClassificationConfig(dataset="mnist", arrays="x.npz")
+    with pytest.raises(ValidationError, match="exactly one image source"):
+        ImageClassificationConfig()
+
+
+def test_arrays_source(npz):
+    p = pipeline(arrays=str(npz), batch_size=16, validation_split=0.2)
+    p.check_available()
+    meta = p.describe()
+    assert (meta.num_train, meta.num_validation, meta.num_test) == (240, 60, 50)
+    assert meta.input_shape == (28, 28, 1)
+    x, y = next(iter(p.train_data().train))
+    assert x.shape == (16, 28, 28, 1) and x.dtype == tf.float32
+
+
+def test_folder_source_with_class_names(folder):
+    p = pipeline(folder=str(folder), batch_size=4, validation_split=0.25, channels=3)
+    meta = p.describe()
+    assert meta.class_names == ["cat", "dog"] and meta.input_shape == (20, 24, 3)
+    x, y = next(iter(p.train_data().train))
+    # cats are dark, dogs bright: labels follow the folder names
+    assert all(
+        (float(img.numpy().mean()) > 100) == bool(lbl) for img, lbl in zip(x, y, strict=True)
+    )
+
+
+def test_folder_with_mixed_sizes_needs_a_resize(folder):
+    write_png(folder / "train" / "cat" / "odd.png", np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(UserError, match="mixed sizes.*set data.image_size"):
+        pipeline(folder=str(folder)).check_available()
+    resized = pipeline(folder=str(folder), image_size=(16, 16), batch_size=4)
+    resized.check_available()
+    assert next(iter(resized.train_data().train))[0].shape == (4, 16, 16, 3)
+
+
+def test_corrupt_image_is_named(folder):
+    bad = folder / "train" / "dog" / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(UserError, match="broken.png"):
+        pipeline(folder=str(folder)).check_available()
+
+
+def test_stratified_validation_keeps_class_shares(npz):
+    p = pipeline(arrays=str(npz), validation_split=0.2, stratify=True, batch_size=16)
+    labels = np.load(npz)["y_train"]
+    val = np.concatenate([y.numpy() for _, y in p.train_data().validation])
+    for c in range(10):
+        assert abs((val == c).mean() - (labels == c).mean()) < 0.03
+
+
+def test_stratified_tfds_split(data_dir):
+    p = pipeline(dataset="fashion_mnist", validation_split=0.2, stratify=True, batch_size=16)
+    meta = p.describe()
+    assert meta.num_train + meta.num_validation == 600
+    assert sum(int(x.shape[0]) for x, _ in p.train_data().validation) == meta.num_validation
+
+
+def test_disk_cache_under_data_dir_by_fingerprint(npz, tmp_path):
+    cache_dir = tmp_path / "cache"
+    options = dict(arrays=str(npz), batch_size=16, cache="disk", cache_dir=str(cache_dir))
+    next(iter(pipeline(**options).train_data().train))
+    first = sorted(p.name for p in cache_dir.iterdir())
+    next(iter(pipeline(**options).train_data().train))
+    assert sorted(p.name for p in cache_dir.iterdir()) == first  # shared, not rebuilt
+    next(iter(pipeline(**options, image_size=(14, 14)).train_data().train))
+    assert len(list(cache_dir.iterdir())) > len(first)  # new preprocessing, new cache
+
+
+def test_augmentation_only_on_train_and_tunable(npz):
+    options = dict(
+        arrays=str(npz),
+        batch_size=300 - 30,
+        validation_split=0.1,
+        augment={"flip_horizontal": 1.0},
+        shuffle_buffer=1,
+        deterministic=True,
+    )
+    plain = pipeline(arrays=str(npz), batch_size=270, validation_split=0.1, shuffle_buffer=1)
+    flipped = pipeline(**options)
+    x_plain = next(iter(plain.train_data().train))[0].numpy()
+    x_flip = next(iter(flipped.train_data().train))[0].numpy()
+    np.testing.assert_array_equal(x_flip, x_plain[:, :, ::-1, :])
+    v_plain = next(iter(plain.train_data().validation))[0].numpy()
+    v_flip = next(iter(flipped.train_data().validation))[0].numpy()
+    np.testing.assert_array_equal(v_plain, v_flip)  # validation is never augmented
+
+    tuned = pipeline(**options, augment_strength_choices=[0.0, 1.0])
+    hp = kt.HyperParameters()
+    tuned.declare_hyperparameters(hp)
+    assert hp.get("augment_strength") == 1.0
+    hp.values["augment_strength"] = 0.0
+    assert tuned.augment_fn(hp) is None
