@@ -73,7 +73,7 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     with warnings.catch_warnings():  # the checkpoint also holds optimizer slots; not needed here
         warnings.simplefilter("ignore")
         model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
-    test_metrics = model.evaluate(pipeline.test_data(), return_dict=True, verbose=0)
+    test_metrics = model.evaluate(pipeline.test_data(hp=hp), return_dict=True, verbose=0)
 
     model_dir = job_dir.export_dir / name
     version = _next_version(model_dir)

@@ -6,6 +6,7 @@ TensorFlow-specific crosses the process boundary.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -33,6 +34,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     spec = validate_job(request["job"], source="job.json", cross_check=False)
     job_dir = JobDir(request["job_dir"])
     trial_id = request["trial_id"]
+    where = _record_attempt(job_dir, trial_id)
     hp = kt.HyperParameters.from_config(request["hyperparameters"])
 
     t = time.perf_counter()
@@ -70,13 +72,29 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         "epochs": recorder.history,
         "hyperparameters": hp.get_config(),
         "timings": timings,
-        "node": socket.gethostname(),
-        "pid": os.getpid(),
+        **where,
         "replicas": strategy.num_replicas_in_sync,
         "global_batch_size": data.batch_size,
         "started": started,
         "ended": time.time(),
     }
+
+
+def _record_attempt(job_dir: JobDir, trial_id: str) -> dict[str, Any]:
+    """Appends this attempt (host, Ray node, pid) to `attempts.jsonl`: a worker killed mid-trial
+    and retried by Ray leaves one line per attempt, and its pid is there to find."""
+    import ray
+
+    where = {
+        "node": socket.gethostname(),
+        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+        "pid": os.getpid(),
+    }
+    path = job_dir.trial_dir(trial_id) / "attempts.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # one short O_APPEND write per attempt
+        f.write(json.dumps({**where, "started": time.time()}) + "\n")
+    return where
 
 
 def _epochs(spec, hp) -> tuple[int, int]:

@@ -215,7 +215,15 @@ class TrialLoop:
             run.update(
                 {
                     k: result[k]
-                    for k in ("timings", "node", "pid", "replicas", "global_batch_size", "started")
+                    for k in (
+                        "timings",
+                        "node",
+                        "node_id",
+                        "pid",
+                        "replicas",
+                        "global_batch_size",
+                        "started",
+                    )
                 }
             )
         atomic_write_json(path, run)

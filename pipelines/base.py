@@ -77,5 +77,6 @@ class Pipeline:
     def train_data(self, hp: Any, replicas: int = 1) -> TrainData:
         raise NotImplementedError
 
-    def test_data(self, batch_size: int = 256) -> Any:
+    def test_data(self, batch_size: int = 256, hp: Any = None) -> Any:
+        """Test batches, prepared with `hp`'s data choices; only used to score exports."""
         raise NotImplementedError

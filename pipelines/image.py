@@ -234,7 +234,7 @@ class ImageClassificationPipeline(Pipeline):
 
         return ds.batch(batch).map(_to_float).prefetch(tf.data.AUTOTUNE)
 
-    def test_data(self, batch_size: int = 256):
+    def test_data(self, batch_size: int = 256, hp: Any = None):
         return self._batched(self._examples("test"), batch_size)
 
 
