@@ -27,8 +27,16 @@ from pipelines.image import ImageClassificationConfig, ImageClassificationPipeli
 from pipelines.text import TextClassificationConfig, TextClassificationPipeline  # noqa: E402
 from search_spaces.image_cnn import ImageCNN  # noqa: E402
 
-AUGMENT = {"flip_horizontal": 0.5, "rotation": 0.05, "zoom": 0.1, "translation": 0.1,
-           "crop_padding": 2, "brightness": 20.0, "contrast": (0.8, 1.2), "cutout": 0.5}
+AUGMENT = {
+    "flip_horizontal": 0.5,
+    "rotation": 0.05,
+    "zoom": 0.1,
+    "translation": 0.1,
+    "crop_padding": 2,
+    "brightness": 20.0,
+    "contrast": (0.8, 1.2),
+    "cutout": 0.5,
+}
 
 
 def rate(ds, batches: int, batch_size: int) -> float:
@@ -53,11 +61,15 @@ def image_pipeline_rates(data_dir: str, batch: int) -> dict[str, float]:
         for name, options in {
             "memory cache, no augmentation": {},
             "memory cache, augmented": {"augment": AUGMENT},
-            "disk cache, augmented": {"augment": AUGMENT, "cache": "disk",
-                                      "cache_dir": cache_dir},
+            "disk cache, augmented": {"augment": AUGMENT, "cache": "disk", "cache_dir": cache_dir},
         }.items():
-            config = ImageClassificationConfig(dataset="fashion_mnist", data_dir=data_dir,
-                                               download=False, batch_size=batch, **options)
+            config = ImageClassificationConfig(
+                dataset="fashion_mnist",
+                data_dir=data_dir,
+                download=False,
+                batch_size=batch,
+                **options,
+            )
             pipeline = ImageClassificationPipeline(config)
             data = pipeline.train_data()
             steps = data.steps_per_epoch
@@ -86,8 +98,13 @@ def fit_rate(model, ds, steps: int, batch: int) -> float:
 
 
 def fed_by_pipeline(model, data_dir: str, batch: int, steps: int) -> tuple[float, float]:
-    config = ImageClassificationConfig(dataset="fashion_mnist", data_dir=data_dir,
-                                       download=False, batch_size=batch, augment=AUGMENT)
+    config = ImageClassificationConfig(
+        dataset="fashion_mnist",
+        data_dir=data_dir,
+        download=False,
+        batch_size=batch,
+        augment=AUGMENT,
+    )
     train = ImageClassificationPipeline(config).train_data().train
     x, y = next(iter(train))
     in_memory = tf.data.Dataset.from_tensors((x, y)).repeat()
@@ -96,9 +113,14 @@ def fed_by_pipeline(model, data_dir: str, batch: int, steps: int) -> tuple[float
 
 
 def text_rates(data_dir: str, batch: int, seq_len: int) -> dict[str, float]:
-    config = TextClassificationConfig(dataset="imdb_reviews", data_dir=data_dir,
-                                      download=False, batch_size=batch, sequence_length=seq_len,
-                                      vocab_size=10_000)
+    config = TextClassificationConfig(
+        dataset="imdb_reviews",
+        data_dir=data_dir,
+        download=False,
+        batch_size=batch,
+        sequence_length=seq_len,
+        vocab_size=10_000,
+    )
     pipeline = TextClassificationPipeline(config)
     start = time.perf_counter()
     data = pipeline.train_data()
@@ -112,13 +134,15 @@ def text_rates(data_dir: str, batch: int, seq_len: int) -> dict[str, float]:
 
 
 def lstm_consumption(batch: int, seq_len: int, steps: int) -> float:
-    model = keras.Sequential([
-        keras.Input((seq_len,), dtype="int64"),
-        keras.layers.Embedding(10_000, 128, mask_zero=True),
-        keras.layers.LSTM(64),
-        keras.layers.Dropout(0.5),
-        keras.layers.Dense(2, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((seq_len,), dtype="int64"),
+            keras.layers.Embedding(10_000, 128, mask_zero=True),
+            keras.layers.LSTM(64),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     x = tf.random.uniform((batch, seq_len), 2, 10_000, tf.int64)
     y = tf.random.uniform((batch,), 0, 2, tf.int64)
@@ -142,12 +166,15 @@ def main() -> None:
     results["CNN fit fed by in-memory tensors"] = memory
     results.update(text_rates(args.data_dir, args.batch, args.seq_len))
     results["64-unit LSTM consumes (in-memory tensors)"] = lstm_consumption(
-        args.batch, args.seq_len, max(20, args.steps // 10))
+        args.batch, args.seq_len, max(20, args.steps // 10)
+    )
     ratios = {
         "augmented fashion pipeline (warm) / CNN": (
-            results["fashion_mnist memory cache, augmented, warm"] / cnn),
+            results["fashion_mnist memory cache, augmented, warm"] / cnn
+        ),
         "warm imdb pipeline / LSTM": (
-            results["imdb pipeline, warm"] / results["64-unit LSTM consumes (in-memory tensors)"]),
+            results["imdb pipeline, warm"] / results["64-unit LSTM consumes (in-memory tensors)"]
+        ),
         "pipeline-fed step slowdown (%)": 100 * (1 - piped / memory),
     }
     for name, value in {**results, **ratios}.items():

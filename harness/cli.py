@@ -107,6 +107,52 @@ def export(
     export_trials(JobDir(job_dir), top, console)
 
 
+@app.command()
+def tensorboard(
+    job_dir: Annotated[Path, typer.Argument(help="A job directory.")],
+    port: Annotated[int, typer.Option(help="Port to serve on (0 = any free port).")] = 6006,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "localhost",
+) -> None:
+    """Start TensorBoard on a job (per-trial curves, HParams dashboard); prints the URL."""
+    from tensorboard import program
+
+    from harness.jobdir import JobDir
+
+    logdir = JobDir(job_dir).tensorboard_dir
+    if not logdir.is_dir():
+        raise UserError(f"{job_dir}: no tensorboard/ folder (is it a job directory?)")
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(logdir), "--port", str(port), "--host", host])
+    url = board.launch()
+    console.print(
+        f"TensorBoard for {job_dir}: [bold]{url}[/] (HParams tab: {url}#hparams); Ctrl-C to stop",
+        soft_wrap=True,
+    )
+    try:
+        import threading
+
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def predict(
+    export_dir: Annotated[Path, typer.Argument(help="export/<model>[/<version>] folder.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, text lines or .txt files.")],
+) -> None:
+    """Run an exported model on raw inputs: image files or review text."""
+    from harness.predict import predict as run
+
+    _require_tensorflow()
+    for row in run(export_dir, inputs):
+        console.print(
+            f"{row['input']}: {row['class']} ({row['probability']:.3f})",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
 @data_app.command("import")
 def data_import(
     name: Annotated[str, typer.Argument(help="Dataset name, e.g. fashion_mnist.")],

@@ -69,7 +69,8 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     hp = kt.HyperParameters.from_config(trial["hyperparameters"])
     meta = pipeline.describe(hp)
     keras.backend.clear_session()
-    model = make_hypermodel(spec, meta).build(hp)
+    hypermodel = make_hypermodel(spec, meta)
+    model = hypermodel.build(hp)
     with warnings.catch_warnings():  # the checkpoint also holds optimizer slots; not needed here
         warnings.simplefilter("ignore")
         model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
@@ -80,8 +81,9 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     tmp = model_dir / f".tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version)
-        _write_formats(model, meta, tmp, spec.export.formats)
+        shipped, serving = hypermodel.serving(model, pipeline, hp)
+        manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version, serving)
+        _write_formats(shipped, serving, tmp, spec.export.formats)
         atomic_write_json(tmp / "manifest.json", manifest)
         final = model_dir / str(version)
         tmp.rename(final)
@@ -97,11 +99,11 @@ def _next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _write_formats(model, meta, target: Path, formats: list[str]) -> None:
+def _write_formats(model, serving, target: Path, formats: list[str]) -> None:
     if "keras" in formats:
         model.save(str(target / "model.keras"))
     if "saved_model" in formats or "tflite" in formats:
-        _write_saved_model(model, meta, target)
+        _write_saved_model(model, serving, target)
     if "tflite" in formats:
         import tensorflow as tf
 
@@ -113,23 +115,19 @@ def _write_formats(model, meta, target: Path, formats: list[str]) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def _write_saved_model(model, meta, target: Path) -> None:
-    """A SavedModel whose `serving_default` takes raw uint8 images and returns probabilities."""
+def _write_saved_model(model, serving, target: Path) -> None:
+    """A SavedModel whose `serving_default` takes raw inputs (uint8 images, review strings)."""
     import keras
-    import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    spec = tf.TensorSpec((None, *meta.input_shape), tf.uint8, name="image")
-    archive.add_endpoint(
-        name="serve",
-        fn=lambda images: {"probabilities": model(tf.cast(images, tf.float32), training=False)},
-        input_signature=[spec],
-    )
+    for extra in serving.tracked:
+        archive.track(extra)
+    archive.add_endpoint(name="serve", fn=serving.fn, input_signature=[serving.input_spec])
     archive.write_out(str(target), verbose=False)
 
 
-def _manifest(spec, trial, meta, test_metrics, rank: int, name: str, version: int) -> dict:
+def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> dict:
     import keras
     import keras_tuner as kt
     import tensorflow as tf
@@ -155,10 +153,9 @@ def _manifest(spec, trial, meta, test_metrics, rank: int, name: str, version: in
         },
         "serving": {
             "signature": "serving_default",
-            "input": "image",
-            "input_dtype": "uint8",
-            "input_shape": [None, *meta.input_shape],
-            "output": "probabilities",
+            "input": serving.input_spec.name,
+            "input_dtype": serving.input_spec.dtype.name,
+            "input_shape": serving.input_spec.shape.as_list(),
         },
         "versions": {
             "harness": __version__,

@@ -73,6 +73,8 @@ class EarlyStoppingSpec(Strict):
     monitor: str = "val_loss"
     patience: NonNegativeInt = 3
     min_delta: NonNegativeFloat = 0.0
+    # "auto": the objective's direction when monitoring the objective, else Keras's guess.
+    mode: Literal["auto", "min", "max"] = "auto"
 
 
 class TrainingSpec(Strict):
@@ -244,7 +246,10 @@ def _check_cross_fields(spec: JobSpec, source: str) -> None:
 
 def _check_options(hypermodel_cls, options: dict[str, Any], source: str) -> None:
     params = inspect.signature(hypermodel_cls.__init__).parameters
-    allowed = [p for p in params if p not in ("self", "meta", "args", "kwargs")]
+    catch_all = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    allowed = [
+        n for n, p in params.items() if n not in ("self", "meta") and p.kind not in catch_all
+    ]
     for key in options:
         if key not in allowed:
             raise UserError(

@@ -67,6 +67,9 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     )
     timings["fit_s"] = time.perf_counter() - t
     timings.update(recorder.timings())
+    import psutil
+
+    rss_mb = psutil.Process().memory_info().rss / 2**20  # memory hygiene across trials
     return {
         "trial_id": trial_id,
         "epochs": recorder.history,
@@ -75,6 +78,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         **where,
         "replicas": strategy.num_replicas_in_sync,
         "global_batch_size": data.batch_size,
+        "worker_rss_mb": rss_mb,
         "started": started,
         "ended": time.time(),
     }
@@ -128,9 +132,12 @@ def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> li
         callbacks.extend(extra(str(job_dir.tensorboard_dir / trial_id)))
     stop = spec.training.early_stopping
     if stop:
+        mode = stop.mode
+        if mode == "auto" and stop.monitor == spec.tuner.objective.name:
+            mode = spec.tuner.objective.direction
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta
+                monitor=stop.monitor, patience=stop.patience, min_delta=stop.min_delta, mode=mode
             )
         )
     return callbacks

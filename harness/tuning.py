@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras_tuner as kt
+import psutil
 from rich.console import Console
 
 from harness.errors import UserError
 from harness.execution import RayExecutor
+from harness.hparams import write_experiment, write_trial
 from harness.job import JobSpec, validate_job
 from harness.jobdir import JobDir, atomic_write_json, read_json
 from harness.oracles import make_oracle
@@ -56,7 +58,14 @@ def tune(
             f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test"
         )
         oracle = make_oracle(spec.tuner, job_dir)
-        populate_space(oracle, make_hypermodel(spec, meta), spec.search_space.fixed, pipeline)
+        hypermodel = make_hypermodel(spec, meta)
+        populate_space(oracle, hypermodel, spec.search_space.fixed, pipeline)
+        write_experiment(
+            spec,
+            oracle.get_space(),
+            job_dir.tensorboard_dir,
+            getattr(hypermodel, "metrics", ["accuracy"]),
+        )
         with RayExecutor(spec.resources, address) as executor:
             outcome = TrialLoop(spec, job_dir, oracle, executor, console).run()
         if outcome.interrupted:
@@ -184,6 +193,7 @@ class TrialLoop:
             "submitted": request["submitted_at"],
         }
         atomic_write_json(trial_dir / "run.json", run)
+        write_trial(self.job_dir.tensorboard_dir, trial.trial_id, trial.hyperparameters.values)
         self.running[self.executor.submit(request)] = (tuner_id, trial)
 
     def _finish(self, ref, trial) -> None:
@@ -210,6 +220,7 @@ class TrialLoop:
         path = self.job_dir.trial_dir(trial.trial_id) / "run.json"
         run = read_json(path, {})
         run.update(status=trial.status, ended=time.time(), error=error)
+        run["driver_rss_mb"] = psutil.Process().memory_info().rss / 2**20
         run["duration_s"] = run["ended"] - run.get("submitted", run["ended"])
         if result:
             run.update(
@@ -222,6 +233,7 @@ class TrialLoop:
                         "pid",
                         "replicas",
                         "global_batch_size",
+                        "worker_rss_mb",
                         "started",
                     )
                 }

@@ -48,6 +48,16 @@ class TrainData:
     batch_size: int
 
 
+@dataclass
+class Serving:
+    """A serving signature: the raw-input spec, the function from raw inputs to outputs, and
+    the objects holding state that function uses besides the model (e.g. a vocabulary table)."""
+
+    input_spec: Any
+    fn: Any
+    tracked: list[Any] = field(default_factory=list)
+
+
 class Pipeline:
     """Lifecycle: `check_config` (static, at validation) -> `check_available` (driver, before
     any trial) -> `describe` -> `train_data` / `test_data` (in the trial's worker)."""
@@ -76,6 +86,15 @@ class Pipeline:
 
     def train_data(self, hp: Any, replicas: int = 1) -> TrainData:
         raise NotImplementedError
+
+    def serving(self, model: Any, hp: Any = None) -> Serving:
+        """How an exported model takes raw inputs: float tensors of the data's shape here;
+        pipelines with preprocessing (uint8 images, raw text) override this."""
+        import tensorflow as tf
+
+        meta = self.describe(hp)
+        spec = tf.TensorSpec((None, *meta.input_shape), tf.float32, name="inputs")
+        return Serving(spec, lambda x: {"outputs": model(x, training=False)})
 
     def test_data(self, batch_size: int = 256, hp: Any = None) -> Any:
         """Test batches, prepared with `hp`'s data choices; only used to score exports."""

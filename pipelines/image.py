@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, PositiveInt, model_validator
 from harness.errors import UserError
 from pipelines import tfds_source
 from pipelines.augment import AugmentConfig
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, TrainData
+from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData
 from pipelines.cache import cache_key, cached
 from pipelines.image_sources import ArrayImages, FolderImages, TfdsImages, split_indices
 
@@ -233,6 +233,15 @@ class ImageClassificationPipeline(Pipeline):
         import tensorflow as tf
 
         return ds.batch(batch).map(_to_float).prefetch(tf.data.AUTOTUNE)
+
+    def serving(self, model: Any, hp: Any = None) -> Serving:
+        """Raw uint8 images of the dataset's shape in, class probabilities out."""
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((None, *self.describe(hp).input_shape), tf.uint8, name="image")
+        return Serving(
+            spec, lambda x: {"probabilities": model(tf.cast(x, tf.float32), training=False)}
+        )
 
     def test_data(self, batch_size: int = 256, hp: Any = None):
         return self._batched(self._examples("test"), batch_size)

@@ -8,6 +8,7 @@ it at the end, so a killed import never leaves a half-written dataset behind.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import zipfile
@@ -31,7 +32,10 @@ class Importer:
     read: Callable[[Path], dict[str, Iterator[tuple[Any, dict[str, Any]]]]]
 
 
-def _read_npz_images(path: Path) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
+def _read_npz_images(
+    path: Path, with_id: bool = False
+) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
+    """`x_train, y_train, x_test, y_test` uint8 arrays; `with_id` adds CIFAR's "train_00042"."""
     try:
         with np.load(path) as f:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
@@ -41,16 +45,19 @@ def _read_npz_images(path: Path) -> dict[str, Iterator[tuple[Any, dict[str, Any]
         raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 3 or x.dtype != np.uint8 or len(x) != len(y):
+        if x.ndim not in (3, 4) or x.dtype != np.uint8 or len(x) != len(y):
             raise UserError(
-                f"{path}: x_{split} must be uint8 (N, H, W) with one label per image, got "
+                f"{path}: x_{split} must be uint8 (N, H, W[, C]) with one label per image, got "
                 f"{x.dtype} {x.shape} and {len(y)} labels"
             )
 
     def examples(split: str):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"].reshape(-1)
         for i in range(len(x)):
-            yield i, {"image": x[i][..., None], "label": int(y[i])}
+            example = {"image": x[i] if x.ndim == 4 else x[i][..., None], "label": int(y[i])}
+            if with_id:
+                example["id"] = f"{split}_{i:05d}"
+            yield i, example
 
     return {"train": examples("train"), "test": examples("test")}
 
@@ -83,6 +90,7 @@ def _parse_review(path: Path, line_no: int, line: str) -> tuple[str, str, dict[s
 
 FASHION_MNIST = Importer("fashion_mnist", "fashion_mnist.npz", _read_npz_images)
 MNIST = Importer("mnist", "mnist.npz", _read_npz_images)
+CIFAR10 = Importer("cifar10", "cifar10.npz", functools.partial(_read_npz_images, with_id=True))
 IMDB_REVIEWS = Importer("imdb_reviews", "imdb_reviews.jsonl.gz", _read_imdb_jsonl)
 
 

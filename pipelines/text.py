@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from harness.errors import UserError
 from harness.jobdir import atomic_write_json
 from pipelines import tfds_source
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, TrainData
+from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData
 
 _VOCAB_FORMAT = 1  # bump when the cached vocabulary would differ for the same key
 _RESERVED_TOKENS = 2  # index 0 = padding (mask), 1 = out-of-vocabulary
@@ -242,6 +242,19 @@ class TextClassificationPipeline(Pipeline):
             output_mode="int",
             output_sequence_length=sequence_length,
             vocabulary=self._vocabulary(vocab_size),
+        )
+
+    def serving(self, model: Any, hp: Any = None) -> Serving:
+        """Raw review strings in (the vectorizer inside the graph), class probabilities out."""
+        import tensorflow as tf
+
+        vectorizer = self.vectorizer(hp)
+        vectorizer(tf.constant(["build"]))  # a layer must be built before export tracks it
+        spec = tf.TensorSpec((None,), tf.string, name="text")
+        return Serving(
+            spec,
+            lambda x: {"probabilities": model(vectorizer(x), training=False)},
+            tracked=[vectorizer],
         )
 
     def vocabulary_path(self, hp: Any = None) -> Path:

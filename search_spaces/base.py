@@ -26,6 +26,11 @@ class SearchSpace(kt.HyperModel):
         self.meta = meta
         self.options = options
 
+    def serving(self, model, pipeline, hp):
+        """The exported model and its raw-input signature: the pipeline's by default. A space
+        whose deployable part is not the trained model (a GAN's generator) overrides this."""
+        return model, pipeline.serving(model, hp)
+
 
 def make_optimizer(hp: kt.HyperParameters, default_lr: float = 1e-3):
     """Optimizer and learning rate as hyperparameters (shared by every space)."""

@@ -90,14 +90,18 @@ def _check_max_rnn_layers(value: object) -> None:
 
 
 def _pool_over_time(head: str, x, tokens):
-    """The RNN's outputs -> one vector per example, over real tokens only ("last": as is)."""
-    from keras import layers, ops
+    """The RNN's outputs -> one vector per example, over real tokens only ("last": as is).
+
+    Plain ops on the token mask rather than Keras's pooling layers: GlobalMaxPooling1D ignores
+    masks, and GlobalAveragePooling1D gives NaN (so a NaN loss) for a row of only padding.
+    """
+    from keras import ops
 
     if head == "last":
         return x  # a masked RNN's last output is the one after the last real token
-    if head == "avg_pool":
-        return layers.GlobalAveragePooling1D()(x)  # divides by the number of real tokens
-    # GlobalMaxPooling1D ignores masks, so padded steps are set to -1 first: the cells' tanh
-    # outputs are >= -1, so a padded step never beats a real one.
     real = ops.expand_dims(ops.not_equal(tokens, 0), -1)
-    return layers.GlobalMaxPooling1D()(ops.where(real, x, -1.0))
+    if head == "max_pool":
+        # The cells' tanh outputs are >= -1, so a padded step set to -1 never beats a real one.
+        return ops.max(ops.where(real, x, -1.0), axis=1)
+    count = ops.sum(ops.cast(real, x.dtype), axis=1)
+    return ops.sum(ops.where(real, x, 0.0), axis=1) / ops.maximum(count, 1.0)

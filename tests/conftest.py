@@ -41,14 +41,42 @@ def tiny_npz(tmp_path_factory) -> Path:
     return path
 
 
+def tiny_reviews(path: Path, n: int, rng: np.random.Generator) -> Path:
+    """IMDB-shaped JSONL: positive reviews use 'great'/'loved', negative 'awful'/'boring'."""
+    import gzip
+    import json
+
+    words = {0: ["awful", "boring", "bad"], 1: ["great", "loved", "superb"]}
+    filler = ["the", "movie", "plot", "actor", "scene", "film", "story"]
+    with gzip.open(path, "wt") as f:
+        for split in ("train", "test"):
+            for i in range(n):
+                label = int(rng.integers(0, 2))
+                text = " ".join(rng.choice(filler + words[label], size=12))
+                row = {"split": split, "label": label, "id": i, "text": text + "<br />"}
+                f.write(json.dumps(row) + "\n")
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_dir(tiny_npz, tmp_path_factory) -> Path:
-    """A data directory holding the tiny dataset under the name `fashion_mnist`."""
+    """A data directory with tiny `fashion_mnist`, `cifar10` and `imdb_reviews` imported."""
     from pipelines import IMPORTERS
     from pipelines.offline import import_dataset
 
     target = tmp_path_factory.mktemp("tfds")
     import_dataset(IMPORTERS.get("fashion_mnist"), tiny_npz, target)
+    rng = np.random.default_rng(2)
+    raw = tmp_path_factory.mktemp("raw_more")
+    cifar = {
+        f"x_{s}": rng.integers(0, 255, (n, 32, 32, 3)).astype(np.uint8)
+        for s, n in (("train", 300), ("test", 80))
+    }
+    cifar.update({f"y_{s}": rng.integers(0, 10, (n, 1)) for s, n in (("train", 300), ("test", 80))})
+    np.savez(raw / "cifar10.npz", **cifar)
+    import_dataset(IMPORTERS.get("cifar10"), raw / "cifar10.npz", target)
+    reviews = tiny_reviews(raw / "imdb_reviews.jsonl.gz", 300, rng)
+    import_dataset(IMPORTERS.get("imdb_reviews"), reviews, target)
     os.environ["HARNESS_DATA_DIR"] = str(target)
     return target
 

@@ -1,0 +1,118 @@
+"""TensorBoard HParams data read back with TensorBoard's own loaders; predict; TFLite export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from rich.console import Console
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.plugins.hparams import metadata
+
+from harness.job import validate_job
+from harness.jobdir import JobDir
+from harness.tuning import tune
+from tests.conftest import REPO, tiny_job
+
+PINNED = {
+    "conv_layers": 2,
+    "kernel_size": 3,
+    "batch_norm": False,
+    "filters_0": 16,
+    "filters_1": 16,
+    "head": "flatten",
+    "dense_units": 32,
+    "dropout": 0.0,
+    "optimizer": "adam",
+    "learning_rate": 0.003,
+}
+
+
+@pytest.fixture(scope="module")
+def finished_job(ray_local, tmp_path_factory):
+    """Two trials (one fails by design), exported with every format."""
+    tmp = tmp_path_factory.mktemp("observe")
+    job = tiny_job(
+        tmp,
+        search_space={"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": PINNED},
+        tuner={"algorithm": "grid", "max_trials": 2, "epochs": 2},
+        export={"policy": "best", "formats": ["keras", "saved_model", "tflite"]},
+    )
+    spec = validate_job(job)
+    outcome = tune(spec, Console(quiet=True))
+    return JobDir(spec.job_dir()), outcome
+
+
+def hparams_sessions(log_dir) -> tuple[dict, plugin_event_multiplexer.EventMultiplexer]:
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(log_dir))
+    mux.Reload()
+    sessions = {}
+    for run, tags in mux.PluginRunToTagToContent(metadata.PLUGIN_NAME).items():
+        if metadata.SESSION_START_INFO_TAG in tags:
+            info = metadata.parse_session_start_info_plugin_data(
+                tags[metadata.SESSION_START_INFO_TAG]
+            )
+            sessions[run] = {k: v for k, v in info.hparams.items()}
+    return sessions, mux
+
+
+def value_of(proto):
+    kind = proto.WhichOneof("kind")
+    return getattr(proto, kind)
+
+
+def test_every_trial_is_in_the_hparams_data(finished_job):
+    job_dir, _ = finished_job
+    sessions, mux = hparams_sessions(job_dir.tensorboard_dir)
+    records = {r["trial_id"]: r for r in job_dir.trial_records()}
+    assert set(sessions) == set(records)  # failed trial included
+    for trial_id, hparams in sessions.items():
+        values = records[trial_id]["hyperparameters"]["values"]
+        assert {k: value_of(v) for k, v in hparams.items()} == pytest.approx(values)
+    experiment = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)["."]
+    config = metadata.parse_experiment_plugin_data(experiment[metadata.EXPERIMENT_TAG])
+    assert {h.name for h in config.hparam_infos} >= set(PINNED) | {"explode"}
+    completed = next(r for r in records.values() if r["status"] == "COMPLETED")
+    events = mux.Tensors(f"{completed['trial_id']}/validation", "epoch_accuracy")
+    final = float(tf.make_ndarray(events[-1].tensor_proto))
+    observed = completed["metrics"]["metrics"]["val_accuracy"]["observations"][-1]["value"][0]
+    assert final == pytest.approx(observed, abs=1e-6)
+
+
+def test_predict_command_on_exported_model(finished_job, tmp_path):
+    job_dir, outcome = finished_job
+    image = np.zeros((28, 28, 1), np.uint8)
+    image[8:11, 4:24] = 230  # the tiny data's class-3 band
+    path = tmp_path / "three.png"
+    path.write_bytes(tf.io.encode_png(image).numpy())
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "predict", str(job_dir.export_dir / "tiny"), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(path) in result.stdout and "Dress" in result.stdout  # class 3 of fashion_mnist
+
+
+def test_tflite_gives_the_same_top_class(finished_job):
+    job_dir, _ = finished_job
+    version = job_dir.export_dir / "tiny" / "1"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(4, 28, 28, 1)).astype(np.uint8)
+    for c in range(4):
+        images[c, 2 * c + 2 : 2 * c + 5, 4:24] = 230
+    served = (
+        tf.saved_model.load(str(version))
+        .signatures["serving_default"](image=tf.constant(images))["probabilities"]
+        .numpy()
+    )
+    interpreter = tf.lite.Interpreter(model_path=str(version / "model.tflite"))
+    runner = interpreter.get_signature_runner("serving_default")
+    lite = np.concatenate([runner(image=images[i : i + 1])["probabilities"] for i in range(4)])
+    assert (lite.argmax(axis=1) == served.argmax(axis=1)).all()

@@ -1,0 +1,157 @@
+"""Scale-out: MirroredStrategy in a trial, a two-node Ray cluster, and surviving SIGKILLs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from harness.job import validate_job
+from harness.jobdir import JobDir, read_json
+from harness.tuning import tune
+from tests.conftest import REPO, tiny_job
+
+
+def start_driver(job: dict, tmp_path: Path, *extra: str, command: str = "tune"):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    target = str(path) if command == "tune" else job["output_dir"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", command, target, *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,
+    )
+
+
+def wait_for(condition, timeout: float, what: str, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"driver exited before {what}:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def finish(proc, timeout: float = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    return out
+
+
+def slow_job(tmp_path: Path, **sections) -> dict:
+    """Trials of several epochs, one at a time, so a kill lands mid-trial."""
+    base = {
+        "tuner": {"algorithm": "random", "max_trials": 2, "epochs": 6},
+        "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1, "max_retries": 2},
+        "export": {"policy": "none"},
+    }
+    base.update(sections)
+    return tiny_job(tmp_path, **base)
+
+
+def epoch_reached(job_dir: JobDir, trial_id: str, epoch: int):
+    return lambda: (
+        (read_json(job_dir.trial_dir(trial_id) / "progress.json", {}) or {}).get("epoch", 0)
+        >= epoch
+    )
+
+
+def test_mirrored_strategy_over_two_logical_cpus(ray_local, tmp_path):
+    job = tiny_job(
+        tmp_path,
+        tuner={"max_trials": 1, "epochs": 1},
+        resources={"cpus_per_trial": 1, "logical_cpu_devices": 2},
+    )
+    spec = validate_job(job)
+    outcome = tune(spec, Console(quiet=True))
+    run = JobDir(spec.job_dir()).trial_records()[0]["run"]
+    assert run["replicas"] == 2  # num_replicas_in_sync
+    assert run["global_batch_size"] == 2 * spec.data.batch_size
+    assert outcome.completed == 1 and outcome.exported  # trains and exports
+
+
+def test_trials_spread_over_a_two_node_cluster(tmp_path, data_dir):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        job = tiny_job(
+            tmp_path,
+            tuner={"max_trials": 4, "epochs": 1},
+            resources={"cpus_per_trial": 1, "max_concurrent_trials": 2},
+            export={"policy": "none"},
+        )
+        finish(start_driver(job, tmp_path, "--address", cluster.address))
+    finally:
+        cluster.shutdown()
+    records = JobDir(job["output_dir"]).trial_records()
+    assert [r["status"] for r in records] == ["COMPLETED"] * 4
+    assert len({r["run"]["node_id"] for r in records}) == 2  # both nodes ran trials
+
+
+def test_worker_killed_mid_trial_is_retried_and_job_completes(tmp_path, data_dir):
+    job = slow_job(tmp_path)
+    job_dir = JobDir(job["output_dir"])
+    proc = start_driver(job, tmp_path)
+    wait_for(epoch_reached(job_dir, "0", 1), 240, "trial 0 to train", proc)
+    attempts = job_dir.trial_dir("0") / "attempts.jsonl"
+    victim = json.loads(attempts.read_text().splitlines()[0])["pid"]
+    os.kill(victim, signal.SIGKILL)
+    finish(proc)
+    records = job_dir.trial_records()
+    assert [r["status"] for r in records] == ["COMPLETED", "COMPLETED"]
+    pids = [json.loads(line)["pid"] for line in attempts.read_text().splitlines()]
+    assert len(pids) == 2 and pids[0] == victim and pids[1] != victim  # retried in a new worker
+
+
+def test_driver_killed_then_resumed_reaches_the_same_end(tmp_path, data_dir):
+    job = slow_job(tmp_path, tuner={"algorithm": "random", "max_trials": 3, "epochs": 4})
+    job_dir = JobDir(job["output_dir"])
+    proc = start_driver(job, tmp_path)
+    wait_for(
+        lambda: (
+            len([r for r in job_dir.trial_records() if r["status"] == "COMPLETED"]) >= 1
+            and epoch_reached(job_dir, "1", 1)()
+        ),
+        300,
+        "trial 1 to be mid-training",
+        proc,
+    )
+    first = job_dir.trial_records()[0]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = finish(start_driver(job, tmp_path, command="resume"))
+    records = job_dir.trial_records()
+    assert [r["trial_id"] for r in records] == ["0", "1", "2"]  # no duplicates, none lost
+    assert all(r["status"] == "COMPLETED" for r in records)
+    assert records[0]["run"]["runs"] == 1 and records[0]["score"] == first["score"]
+    assert records[1]["run"]["runs"] == 2  # the trial in flight ran again
+    assert "3 completed, 0 failed" in out
+
+
+def test_interrupt_saves_state_and_exits_130(tmp_path, data_dir):
+    job = slow_job(tmp_path)
+    job_dir = JobDir(job["output_dir"])
+    proc = start_driver(job, tmp_path)
+    wait_for(epoch_reached(job_dir, "0", 1), 240, "trial 0 to train", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "harness resume" in out
+    oracle = json.loads((job_dir.oracle_dir / "oracle.json").read_text())
+    assert "0" in oracle["ongoing_trials"].values()  # resumable: the trial will run again
