@@ -74,7 +74,11 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     with warnings.catch_warnings():  # the checkpoint also holds optimizer slots; not needed here
         warnings.simplefilter("ignore")
         model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
+    if spec.export.retrain:
+        _retrain(spec, pipeline, model, hp, trial)
     test_metrics = model.evaluate(pipeline.test_data(hp=hp), return_dict=True, verbose=0)
+    if rank == 1 and meta.task.endswith("classification"):
+        _confusion(job_dir, pipeline, model, hp, meta, trial["trial_id"])
 
     model_dir = job_dir.export_dir / name
     version = _next_version(model_dir)
@@ -92,6 +96,49 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
         raise
     manifest["path"] = str(final)
     return manifest
+
+
+def _retrain(spec, pipeline, model, hp, trial) -> None:
+    """Keras Tuner's advice: refit the chosen configuration on train + validation, for as many
+    epochs as its best epoch, from fresh weights."""
+    import keras
+
+    if not hasattr(pipeline, "train_and_validation_data"):
+        raise UserError(f"export.retrain is not supported by data.pipeline {spec.data.pipeline!r}")
+    data = pipeline.train_and_validation_data(hp)
+    for var, value in zip(model.weights, _fresh_weights(model), strict=True):
+        var.assign(value)
+    model.compile(
+        optimizer=type(model.optimizer).from_config(model.optimizer.get_config()),
+        loss=model.loss,
+        metrics=["accuracy"],
+    )
+    keras.utils.set_random_seed(spec.tuner.seed)
+    model.fit(
+        data.train,
+        steps_per_epoch=data.steps_per_epoch,
+        epochs=int(trial.get("best_step") or 0) + 1,
+        verbose=0,
+    )
+
+
+def _fresh_weights(model):
+    clone = __import__("keras").models.clone_model(model)
+    return [w.numpy() for w in clone.weights]
+
+
+def _confusion(job_dir: JobDir, pipeline, model, hp, meta, trial_id: str) -> None:
+    """Confusion matrix of the best trial on the test split, as a TensorBoard image."""
+    import numpy as np
+
+    from harness.summaries import confusion_matrix, write_confusion
+
+    labels, preds = [], []
+    for x, y in pipeline.test_data(hp=hp):
+        preds.append(np.argmax(model.predict_on_batch(x), axis=-1))
+        labels.append(np.asarray(y))
+    matrix = confusion_matrix(np.concatenate(labels), np.concatenate(preds), meta.num_classes)
+    write_confusion(job_dir.tensorboard_dir / trial_id / "confusion", matrix, meta.class_names)
 
 
 def _next_version(model_dir: Path) -> int:

@@ -99,6 +99,7 @@ class ExportSpec(Strict):
     top_k: PositiveInt = 1
     formats: list[Literal["keras", "saved_model", "tflite"]] = ["keras", "saved_model"]
     model_name: str | None = None
+    retrain: bool = False  # refit the chosen configuration on train + validation first
 
     @model_validator(mode="after")
     def _formats_not_empty(self) -> ExportSpec:

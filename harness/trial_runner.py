@@ -50,6 +50,10 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         _warm_start(model, hp, job_dir)
     timings["build_s"] = time.perf_counter() - t
 
+    if meta.task == "image_classification":
+        from harness.summaries import write_examples
+
+        write_examples(job_dir.tensorboard_dir / trial_id / "examples", next(iter(data.train))[0])
     epochs, initial_epoch = _epochs(spec, hp)
     recorder = EpochRecorder(job_dir, trial_id, epochs)
     t = time.perf_counter()

@@ -206,28 +206,35 @@ class ImageClassificationPipeline(Pipeline):
         return None if config.is_identity() else make_augment_fn(config)
 
     def train_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
+        batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
+        train = self._for_training(self._examples("train"), hp, batch)
+        validation = self._batched(self._examples("validation"), batch)
+        return TrainData(train, validation, max(1, _size(self._plan["train"]) // batch), batch)
+
+    def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
+        """Training data over train + validation, for refitting the chosen configuration."""
+        batch = self.config.batch_size * replicas
+        examples = self._examples("train").concatenate(self._examples("validation"))
+        n = _size(self._plan["train"]) + _size(self._plan["validation"])
+        return TrainData(self._for_training(examples, hp, batch), None, max(1, n // batch), batch)
+
+    def _for_training(self, examples, hp: Any, batch: int):
+        """cached examples -> shuffle -> repeat -> augment (parallel) -> batch -> prefetch."""
         import tensorflow as tf
 
-        batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
-        train = (
-            self._examples("train")
-            .shuffle(self.config.shuffle_buffer, seed=self.config.seed)
-            .repeat()
-        )
+        train = examples.shuffle(self.config.shuffle_buffer, seed=self.config.seed).repeat()
         augment = self.augment_fn(hp)
         if augment is not None:
             train = train.map(
                 lambda x, y: (augment(tf.cast(x, tf.float32)), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-        train = (
+        return (
             train.batch(batch, drop_remainder=True)
             .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(self._options())
         )
-        validation = self._batched(self._examples("validation"), batch)
-        return TrainData(train, validation, max(1, _size(self._plan["train"]) // batch), batch)
 
     def _batched(self, ds, batch: int):
         import tensorflow as tf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -39,7 +40,7 @@ def finished_job(ray_local, tmp_path_factory):
         tmp,
         search_space={"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": PINNED},
         tuner={"algorithm": "grid", "max_trials": 2, "epochs": 2},
-        export={"policy": "best", "formats": ["keras", "saved_model", "tflite"]},
+        export={"policy": "best", "formats": ["keras", "saved_model", "tflite"], "retrain": True},
     )
     spec = validate_job(job)
     outcome = tune(spec, Console(quiet=True))
@@ -81,6 +82,42 @@ def test_every_trial_is_in_the_hparams_data(finished_job):
     final = float(tf.make_ndarray(events[-1].tensor_proto))
     observed = completed["metrics"]["metrics"]["val_accuracy"]["observations"][-1]["value"][0]
     assert final == pytest.approx(observed, abs=1e-6)
+
+
+def test_image_summaries_for_examples_and_confusion(finished_job):
+    job_dir, outcome = finished_job
+    _, mux = hparams_sessions(job_dir.tensorboard_dir)
+    best = outcome.best[0]
+    examples = mux.Tensors(f"{best}/examples", "augmented_training_examples")
+    assert len(examples[0].tensor_proto.string_val) == 2 + 8  # width, height, 8 pngs
+    confusion = mux.Tensors(f"{best}/confusion", "confusion_matrix")
+    assert confusion and len(confusion[0].tensor_proto.string_val) == 3  # width, height, png
+
+
+def test_saved_model_accuracy_in_a_plain_tensorflow_process(finished_job, tiny_npz, tmp_path):
+    """Only TensorFlow and NumPy in the child: raw uint8 test images in, accuracy out."""
+    job_dir, outcome = finished_job
+    version = job_dir.export_dir / "tiny" / "1"
+    manifest = json.loads((version / "manifest.json").read_text())
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "d = np.load(sys.argv[2]); x, y = d['x_test'][..., None], d['y_test']\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "p = serve(image=tf.constant(x))['probabilities'].numpy()\n"
+        "assert 'harness' not in sys.modules\n"
+        "print((p.argmax(1) == y).mean())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(version), str(tiny_npz)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
+    )
+    accuracy = float(out.stdout.strip().splitlines()[-1])
+    assert manifest["test_metrics"]["accuracy"] == pytest.approx(accuracy, abs=0.001)
+    assert manifest["data"]["num_test"] == 200
 
 
 def test_predict_command_on_exported_model(finished_job, tmp_path):
