@@ -48,6 +48,27 @@ class TrainData:
     batch_size: int
 
 
+def for_training(examples, config: Any, batch: int, augment=None, after_batch=None):
+    """The canonical train order after the cache, used by every pipeline:
+    shuffle -> repeat -> augment (parallel) -> batch(drop_remainder) -> after_batch -> prefetch.
+
+    The data options make the order deterministic when `config.deterministic` (with `seed`),
+    and shard by element under multi-worker strategies whatever the number of source files.
+    """
+    import tensorflow as tf
+
+    train = examples.shuffle(config.shuffle_buffer, seed=config.seed).repeat()
+    if augment is not None:
+        train = train.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.batch(batch, drop_remainder=True)
+    if after_batch is not None:
+        train = train.map(after_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = config.deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return train.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 @dataclass
 class Serving:
     """A serving signature: the raw-input spec, the function from raw inputs to outputs, and

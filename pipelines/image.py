@@ -18,7 +18,14 @@ from pydantic import ConfigDict, Field, PositiveInt, model_validator
 from harness.errors import UserError
 from pipelines import tfds_source
 from pipelines.augment import AugmentConfig
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData
+from pipelines.base import (
+    DataMeta,
+    Pipeline,
+    PipelineConfig,
+    Serving,
+    TrainData,
+    for_training,
+)
 from pipelines.cache import cache_key, cached
 from pipelines.image_sources import ArrayImages, FolderImages, TfdsImages, split_indices
 
@@ -184,17 +191,6 @@ class ImageClassificationPipeline(Pipeline):
             .map(lambda i, ex: ex)
         )
 
-    def _options(self):
-        import tensorflow as tf
-
-        options = tf.data.Options()
-        options.deterministic = self.config.deterministic
-        # Multi-worker strategies shard by element, whatever the number of source files.
-        options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.DATA
-        )
-        return options
-
     def augment_fn(self, hp: Any = None):
         """The training-only augmentation, scaled by the tuned `augment_strength` if any."""
         from pipelines.augment import make_augment_fn
@@ -219,22 +215,9 @@ class ImageClassificationPipeline(Pipeline):
         return TrainData(self._for_training(examples, hp, batch), None, max(1, n // batch), batch)
 
     def _for_training(self, examples, hp: Any, batch: int):
-        """cached examples -> shuffle -> repeat -> augment (parallel) -> batch -> prefetch."""
-        import tensorflow as tf
-
-        train = examples.shuffle(self.config.shuffle_buffer, seed=self.config.seed).repeat()
         augment = self.augment_fn(hp)
-        if augment is not None:
-            train = train.map(
-                lambda x, y: (augment(tf.cast(x, tf.float32)), y),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        return (
-            train.batch(batch, drop_remainder=True)
-            .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE)
-            .with_options(self._options())
-        )
+        on_pairs = None if augment is None else _on_images(augment)
+        return for_training(examples, self.config, batch, on_pairs, after_batch=_to_float)
 
     def _batched(self, ds, batch: int):
         import tensorflow as tf
@@ -262,6 +245,16 @@ def _plan_id(kind: str, args: list) -> str:
     if kind == "range":
         return f"range:{args[0]}:{args[1]}"
     return "indices:" + hashlib.sha256(np.asarray(args[0]).tobytes()).hexdigest()[:16]
+
+
+def _on_images(augment):
+    """Applies a per-image augmentation to `(uint8 image, label)` pairs, in float."""
+    import tensorflow as tf
+
+    def apply(image, label):
+        return augment(tf.cast(image, tf.float32)), label
+
+    return apply
 
 
 def _to_float(images, labels):

@@ -31,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 from harness.errors import UserError
 from harness.jobdir import atomic_write_json
 from pipelines import tfds_source
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData
+from pipelines.base import (
+    DataMeta,
+    Pipeline,
+    PipelineConfig,
+    Serving,
+    TrainData,
+    for_training,
+)
 
 _VOCAB_FORMAT = 1  # bump when the cached vocabulary would differ for the same key
 _RESERVED_TOKENS = 2  # index 0 = padding (mask), 1 = out-of-vocabulary
@@ -307,16 +314,8 @@ class TextClassificationPipeline(Pipeline):
             .unbatch()
         )
 
-    def _options(self):
-        import tensorflow as tf
-
-        options = tf.data.Options()
-        options.deterministic = self.config.deterministic
-        return options
-
     def train_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         """Repeating shuffled train batches of (ids, label) and one pass of validation."""
-        import tensorflow as tf
 
         n_train, _, _ = self._split_sizes()
         batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
@@ -325,13 +324,7 @@ class TextClassificationPipeline(Pipeline):
         # Cache after vectorizing: standardizing and looking up tokens dominates the step.
         if self.config.cache == "memory":
             train = train.cache()
-        train = (
-            train.shuffle(self.config.shuffle_buffer, seed=self.config.seed)
-            .repeat()
-            .batch(batch, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)
-            .with_options(self._options())
-        )
+        train = for_training(train, self.config, batch)
         validation = self._eval_dataset(self.source.raw("validation"), batch, vectorizer)
         return TrainData(train, validation, max(1, n_train // batch), batch)
 

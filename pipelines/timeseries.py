@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
 from harness.errors import UserError
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, TrainData
+from pipelines.base import DataMeta, Pipeline, PipelineConfig, TrainData, for_training
 
 SPLITS = ("train", "validation", "test")
 
@@ -387,13 +387,6 @@ class TimeSeriesPipeline(Pipeline):
             cut, num_parallel_calls=tf.data.AUTOTUNE
         )
 
-    def _options(self):
-        import tensorflow as tf
-
-        options = tf.data.Options()
-        options.deterministic = self.config.deterministic
-        return options
-
     def train_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         import tensorflow as tf
 
@@ -403,13 +396,7 @@ class TimeSeriesPipeline(Pipeline):
         # Cache after windowing: each epoch then reads ready windows, not gathers.
         if self.config.cache == "memory":
             train = train.cache()
-        train = (
-            train.shuffle(self.config.shuffle_buffer, seed=self.config.seed)
-            .repeat()
-            .batch(batch, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)
-            .with_options(self._options())
-        )
+        train = for_training(train, self.config, batch)
         validation = self._windows("validation", window).batch(batch).prefetch(tf.data.AUTOTUNE)
         steps = max(1, self._count("train", window) // batch)  # >= 1 even when replicas > 1
         return TrainData(train, validation, steps, batch)

@@ -97,6 +97,21 @@ def ray_local(data_dir):
     ray.shutdown()
 
 
+# Every image_cnn hyperparameter pinned to a small net (tests that need a fixed model).
+PINNED_CNN = {
+    "conv_layers": 2,
+    "kernel_size": 3,
+    "batch_norm": False,
+    "filters_0": 16,
+    "filters_1": 16,
+    "head": "flatten",
+    "dense_units": 32,
+    "dropout": 0.0,
+    "optimizer": "adam",
+    "learning_rate": 0.003,
+}
+
+
 def tiny_job(tmp_path: Path, **sections) -> dict:
     """A raw job mapping over the tiny data; `sections` replace or extend its parts."""
     job = {

@@ -16,20 +16,7 @@ from tensorboard.plugins.hparams import metadata
 from harness.job import validate_job
 from harness.jobdir import JobDir
 from harness.tuning import tune
-from tests.conftest import REPO, tiny_job
-
-PINNED = {
-    "conv_layers": 2,
-    "kernel_size": 3,
-    "batch_norm": False,
-    "filters_0": 16,
-    "filters_1": 16,
-    "head": "flatten",
-    "dense_units": 32,
-    "dropout": 0.0,
-    "optimizer": "adam",
-    "learning_rate": 0.003,
-}
+from tests.conftest import PINNED_CNN, REPO, tiny_job
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +25,7 @@ def finished_job(ray_local, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("observe")
     job = tiny_job(
         tmp,
-        search_space={"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": PINNED},
+        search_space={"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": PINNED_CNN},
         tuner={"algorithm": "grid", "max_trials": 2, "epochs": 2},
         export={"policy": "best", "formats": ["keras", "saved_model", "tflite"], "retrain": True},
     )
@@ -76,7 +63,7 @@ def test_every_trial_is_in_the_hparams_data(finished_job):
         assert {k: value_of(v) for k, v in hparams.items()} == pytest.approx(values)
     experiment = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)["."]
     config = metadata.parse_experiment_plugin_data(experiment[metadata.EXPERIMENT_TAG])
-    assert {h.name for h in config.hparam_infos} >= set(PINNED) | {"explode"}
+    assert {h.name for h in config.hparam_infos} >= set(PINNED_CNN) | {"explode"}
     completed = next(r for r in records.values() if r["status"] == "COMPLETED")
     events = mux.Tensors(f"{completed['trial_id']}/validation", "epoch_accuracy")
     final = float(tf.make_ndarray(events[-1].tensor_proto))

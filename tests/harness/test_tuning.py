@@ -14,7 +14,7 @@ from harness.errors import UserError
 from harness.job import validate_job
 from harness.jobdir import JobDir
 from harness.tuning import tune
-from tests.conftest import tiny_job
+from tests.conftest import PINNED_CNN, tiny_job
 
 QUIET = Console(quiet=True)
 
@@ -49,18 +49,7 @@ def test_each_oracle_runs_trials_and_records_them(ray_local, tmp_path, algorithm
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(ray_local, tmp_path):
-    pinned = {
-        "conv_layers": 2,
-        "kernel_size": 3,
-        "batch_norm": False,
-        "filters_0": 16,
-        "filters_1": 16,
-        "head": "flatten",
-        "dense_units": 32,
-        "dropout": 0.0,
-        "optimizer": "adam",
-        "learning_rate": 0.001,
-    }
+    pinned = PINNED_CNN
     space = {"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": pinned}
     spec, outcome = run(
         tmp_path,
