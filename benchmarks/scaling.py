@@ -94,7 +94,7 @@ def summarize(wall: float, runs: list[dict], workers: int) -> dict:
         "overhead_trial_phase": 1 - sum(fits) / (phase * workers),
         "overhead_command": 1 - sum(fits) / (wall * workers),
         "fixed_costs_mean_s": {
-            k: mean(k) for k in ("queued_s", "import_s", "build_s", "tracing_s")
+            k: mean(k) for k in ("queued_s", "import_s", "build_s", "first_epoch_overhead_s")
         },
         "first_trial_import_s": max(r["timings"]["import_s"] for r in runs),
     }
