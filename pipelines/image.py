@@ -43,6 +43,7 @@ class ImageClassificationConfig(PipelineConfig):
     data_dir: str | None = None
     download: bool = True
     validation_split: float = Field(0.1, gt=0.0, lt=1.0)
+    validation_examples: PositiveInt | None = None  # a count; overrides validation_split
     stratify: bool = False
     train_examples: PositiveInt | None = None
     test_examples: PositiveInt | None = None
@@ -132,11 +133,12 @@ class ImageClassificationPipeline(Pipeline):
         n = min(c.train_examples or counts["train"], counts["train"])
         n_test = min(c.test_examples or counts["test"], counts["test"])
         if self.source.contiguous and not c.stratify:
-            n_val = max(1, round(n * c.validation_split))
+            n_val = min(n - 1, c.validation_examples or max(1, round(n * c.validation_split)))
             plan = {"train": ("range", 0, n - n_val), "validation": ("range", n - n_val, n)}
         else:
             labels = self.source.labels("train")[:n]
-            train, val = split_indices(labels, c.validation_split, c.stratify, c.seed)
+            fraction = c.validation_examples / n if c.validation_examples else c.validation_split
+            train, val = split_indices(labels, min(fraction, 0.99), c.stratify, c.seed)
             plan = {"train": ("indices", train, n), "validation": ("indices", val, n)}
         plan["test"] = ("range", 0, n_test)
         if _size(plan["train"]) < c.batch_size:

@@ -73,3 +73,8 @@ def test_missing_dataset_names_the_import_command(tmp_path):
     pipeline = make(tmp_path, data_dir=str(tmp_path / "empty"))
     with pytest.raises(UserError, match="harness data import fashion_mnist"):
         pipeline.check_available()
+
+
+def test_validation_by_count(data_dir):
+    meta = make(data_dir, validation_examples=100).describe()
+    assert (meta.num_train, meta.num_validation) == (500, 100)
