@@ -22,7 +22,7 @@ from rich.console import Console
 
 from harness import __version__
 from harness.errors import UserError
-from harness.jobdir import JobDir, atomic_write_json, read_json
+from harness.jobdir import JobDir, atomic_write_json
 from harness.tuning import resume_spec
 
 
@@ -223,7 +223,3 @@ def _metrics_at(trial: dict[str, Any], step) -> dict[str, float]:
             if obs["step"] == step:
                 out[name] = float(obs["value"][0])
     return out
-
-
-def manifests(job_dir: JobDir) -> list[dict[str, Any]]:
-    return [read_json(p) for p in sorted(job_dir.export_dir.glob("*/*/manifest.json"))]

@@ -55,8 +55,5 @@ class JobProgress:
                 parts.append(f"[{trial_id} ep {prog['epoch']}/{prog['epochs']}{shown}]")
         self._progress.update(self._task, completed=done, status=" | ".join(parts))
 
-    def set_total(self, total: int) -> None:
-        self._progress.update(self._task, total=total)
-
     def trial_line(self, text: str) -> None:
         self.console.print(text, highlight=False)
