@@ -202,11 +202,14 @@ class TrialLoop:
             error = self._report_epochs(trial, result)
         trial.status = "FAILED" if error else "COMPLETED"
         trial.message = error
-        self.oracle.end_trial(trial)
-        self.oracle.save()  # end_trial saves before dropping the trial from ongoing_trials
-        self._write_run_record(trial, result, error)
-        self._count_finished()
-        self._print_trial(trial, result, error)
+        try:
+            self.oracle.end_trial(trial)
+        finally:  # also when end_trial stops the search after too many failures in a row
+            self.oracle._save_trial(self.oracle.trials[trial.trial_id])
+            self.oracle.save()  # end_trial saves before dropping the trial from ongoing_trials
+            self._write_run_record(trial, result, error)
+            self._count_finished()
+            self._print_trial(trial, result, error)
 
     def _report_epochs(self, trial, result: dict[str, Any]) -> str | None:
         if not result["epochs"]:
@@ -261,8 +264,9 @@ class TrialLoop:
         values = {
             k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
         }
-        if error:
-            first = error.strip().splitlines()[0][:200]
+        if trial.status != "COMPLETED":
+            first = (error or trial.message or "objective is not a number").strip()
+            first = first.splitlines()[0][:200]
             self.progress.trial_line(f"trial {trial.trial_id} [red]FAILED[/]: {first}")
             return
         objective = self.spec.tuner.objective.name

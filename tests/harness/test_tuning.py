@@ -143,3 +143,21 @@ def test_status_table_marks_best(ray_local, tmp_path):
     assert f"{outcome.best[0]} ★ best" in result.stdout
     assert "COMPLETED" in result.stdout and "conv_layers=" in result.stdout
     assert "2 completed" in result.stdout
+
+
+def test_consecutive_failures_stop_the_search_with_records_closed(ray_local, tmp_path):
+    space = {
+        "name": "tests.helpers.hypermodels:ExplodingCNN",
+        "fixed": {"explode": True, "conv_layers": 2},
+    }
+    spec, outcome = run(
+        tmp_path,
+        search_space=space,
+        export={"policy": "none"},
+        resources={"max_concurrent_trials": 1},
+        tuner={"max_trials": 5, "max_consecutive_failed_trials": 2},
+    )
+    records = JobDir(spec.job_dir()).trial_records()
+    assert [r["status"] for r in records] == ["FAILED", "FAILED"]  # stopped after 2, not 5
+    assert all(r["run"]["status"] == "FAILED" for r in records)
+    assert outcome.failed == 2 and outcome.best is None
