@@ -100,22 +100,20 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
 
     if not path.is_file():
         raise UserError(f"{path}: no such file (expected a copy of {importer.filename})")
-    splits = importer.read(path)
     base = tfds.builder_cls(importer.name)
+    examples: dict[str, Any] = {}
 
     class LocalCopy(base, skip_registration=True):
         name = importer.name
 
         def _split_generators(self, dl_manager):
-            return splits
+            return examples
 
     tfds.disable_progress_bar()  # the CLI shows its own spinner; TFDS's bars garble logs
     builder = LocalCopy(data_dir=str(data_dir))
-    if builder.is_prepared():
-        raise UserError(
-            f"{importer.name} is already prepared in {data_dir}; delete "
-            f"{builder.data_dir} first to import again"
-        )
+    if builder.is_prepared():  # importing again is a no-op, so setup commands can be re-run
+        return {name: split.num_examples for name, split in builder.info.splits.items()}
+    examples.update(importer.read(path))  # checked here, before TFDS writes anything
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )

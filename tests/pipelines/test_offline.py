@@ -29,9 +29,9 @@ def test_imported_copy_loads_by_name_with_tfds(data_dir, tiny_npz):
     assert got == want
 
 
-def test_importing_twice_is_refused(data_dir, tiny_npz):
-    with pytest.raises(UserError, match="already prepared"):
-        import_dataset(IMPORTERS.get("fashion_mnist"), tiny_npz, data_dir)
+def test_importing_twice_is_a_no_op(data_dir, tiny_npz):
+    counts = import_dataset(IMPORTERS.get("fashion_mnist"), tiny_npz, data_dir)
+    assert counts == {"train": 600, "test": 200}
 
 
 def test_npz_with_wrong_arrays_names_the_file(tmp_path):
