@@ -40,9 +40,26 @@ def populate_space(
     pinned = kt.HyperParameters()
     for h in space.space:
         if h.name in fixed:
+            _check_in_domain(h, fixed[h.name])
             h = kt.engine.hyperparameters.Fixed(h.name, fixed[h.name], conditions=h.conditions)
         pinned.merge([h])
     oracle.update_space(pinned)
+
+
+def _check_in_domain(h, value: Any) -> None:
+    """A pinned value must be one the space could have chosen (no depth-0 stacked RNNs)."""
+    kind = type(h).__name__
+    if kind == "Choice" and value not in h.values:
+        allowed = ", ".join(repr(v) for v in h.values)
+    elif kind in ("Int", "Float") and not h.min_value <= value <= h.max_value:
+        allowed = f"{h.min_value}..{h.max_value}"
+    elif kind == "Boolean" and not isinstance(value, bool):
+        allowed = "true, false"
+    else:
+        return
+    raise UserError(
+        f"search_space.fixed.{h.name}: {value!r} is outside the space; allowed: {allowed}"
+    )
 
 
 def discover(hypermodel: kt.HyperModel, hp: kt.HyperParameters) -> kt.HyperParameters:

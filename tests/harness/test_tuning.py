@@ -161,3 +161,11 @@ def test_consecutive_failures_stop_the_search_with_records_closed(ray_local, tmp
     assert [r["status"] for r in records] == ["FAILED", "FAILED"]  # stopped after 2, not 5
     assert all(r["run"]["status"] == "FAILED" for r in records)
     assert outcome.failed == 2 and outcome.best is None
+
+
+def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
+    spec = validate_job(
+        tiny_job(tmp_path, search_space={"name": "image_cnn", "fixed": {"conv_layers": 0}})
+    )
+    with pytest.raises(UserError, match=r"search_space.fixed.conv_layers: 0 is outside.*2..5"):
+        tune(spec, QUIET)
