@@ -12,6 +12,8 @@ import socket
 import time
 from typing import Any
 
+import psutil
+
 from harness.jobdir import JobDir
 
 
@@ -71,9 +73,6 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     )
     timings["fit_s"] = time.perf_counter() - t
     timings.update(recorder.timings())
-    import psutil
-
-    rss_mb = psutil.Process().memory_info().rss / 2**20  # memory hygiene across trials
     return {
         "trial_id": trial_id,
         "epochs": recorder.history,
@@ -82,7 +81,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         **where,
         "replicas": strategy.num_replicas_in_sync,
         "global_batch_size": data.batch_size,
-        "worker_rss_mb": rss_mb,
+        "worker_rss_mb": psutil.Process().memory_info().rss / 2**20,  # memory across trials
         "started": started,
         "ended": time.time(),
     }
