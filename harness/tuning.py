@@ -92,6 +92,10 @@ def _prepare_job_dir(job_dir: JobDir, spec: JobSpec, overwrite: bool) -> None:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     old = read_json(job_dir.spec_path)
     if old is not None:
+        # Through the current schema first, so options added since then compare as defaults.
+        old = validate_job(old, source=str(job_dir.spec_path), cross_check=False).model_dump(
+            mode="json"
+        )
         difference = _first_difference(_comparable(old), _comparable(new))
         if difference:
             raise UserError(
