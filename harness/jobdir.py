@@ -66,6 +66,10 @@ class JobDir:
         return self.root / "job.json"
 
     @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    @property
     def oracle_dir(self) -> Path:
         return self.root / ORACLE_PROJECT
 

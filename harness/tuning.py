@@ -133,6 +133,7 @@ class TrialLoop:
         self.console = console
         self.running: dict[Any, tuple[str, kt.engine.trial.Trial]] = {}
         self.started = time.time()
+        self._earlier_elapsed = read_json(job_dir.state_path, {}).get("elapsed_s", 0.0)
         self.outcome = JobOutcome(job_dir)
         # Workers (maybe on other nodes) read data from the directory the driver resolved.
         self._worker_spec = spec.model_dump(mode="json")
@@ -148,6 +149,7 @@ class TrialLoop:
             self._count_finished()
             try:
                 self._loop(free)
+                self._save_elapsed()
             except KeyboardInterrupt:
                 self.executor.cancel(list(self.running))
                 self.outcome.interrupted = True
@@ -176,9 +178,13 @@ class TrialLoop:
                 free.append(tuner_id)
             self._show_progress()
 
+    def _elapsed(self) -> float:
+        """Tuning time of this job over all its runs (resumes continue the same budget)."""
+        return self._earlier_elapsed + time.time() - self.started
+
     def _budget_spent(self) -> bool:
         budget = self.spec.tuner.time_budget_s
-        return budget is not None and time.time() - self.started >= budget
+        return budget is not None and self._elapsed() >= budget
 
     def _submit(self, tuner_id: str, trial) -> None:
         trial_dir = self.job_dir.trial_dir(trial.trial_id)
@@ -212,6 +218,7 @@ class TrialLoop:
             self.oracle._save_trial(self.oracle.trials[trial.trial_id])
             self.oracle.save()  # end_trial saves before dropping the trial from ongoing_trials
             self._write_run_record(trial, result, error)
+            self._save_elapsed()
             self._count_finished()
             self._print_trial(trial, result, error)
 
@@ -246,6 +253,9 @@ class TrialLoop:
                 }
             )
         atomic_write_json(path, run)
+
+    def _save_elapsed(self) -> None:
+        atomic_write_json(self.job_dir.state_path, {"elapsed_s": self._elapsed()})
 
     def _count_finished(self) -> None:
         trials = self.oracle.trials.values()

@@ -169,3 +169,14 @@ def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
     )
     with pytest.raises(UserError, match=r"search_space.fixed.conv_layers: 0 is outside.*2..5"):
         tune(spec, QUIET)
+
+
+def test_time_budget_spans_resumes(ray_local, tmp_path):
+    spec, _ = run(tmp_path, tuner={"max_trials": 1}, export={"policy": "none"})
+    state = JobDir(spec.job_dir()).state_path
+    assert json.loads(state.read_text())["elapsed_s"] > 0
+    # A resume whose budget the earlier run already used up starts no new trial.
+    _, outcome = run(
+        tmp_path, tuner={"max_trials": 3, "time_budget_s": 0.5}, export={"policy": "none"}
+    )
+    assert outcome.completed == 1 and len(JobDir(spec.job_dir()).trial_records()) == 1
