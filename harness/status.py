@@ -14,6 +14,7 @@ def trials_table(job_dir: JobDir) -> Table:
     objective = spec["tuner"]["objective"]
     records = job_dir.trial_records()
     best_id = _best_id(records, objective["direction"])
+    driver_alive = (job_dir.root / "driver.pid").exists()
     table = Table(title=f"{spec['name']}: {len(records)} trials ({job_dir.root})")
     for column in ("trial", "status", "hyperparameters", objective["name"], "duration"):
         table.add_column(column, overflow="fold")
@@ -21,7 +22,7 @@ def trials_table(job_dir: JobDir) -> Table:
         marker = " ★ best" if t["trial_id"] == best_id else ""
         table.add_row(
             t["trial_id"] + marker,
-            _status(t),
+            _status(t, driver_alive),
             _hyperparameters(t),
             f"{t['score']:.4f}" if t.get("score") is not None else "-",
             _duration(t),
@@ -44,7 +45,9 @@ def _best_id(records: list[dict[str, Any]], direction: str) -> str | None:
     return pick(done, key=lambda t: t["score"])["trial_id"]
 
 
-def _status(t: dict[str, Any]) -> str:
+def _status(t: dict[str, Any], driver_alive: bool) -> str:
+    if t["status"] == "RUNNING" and not driver_alive:
+        return "INTERRUPTED (runs again on resume)"
     if t["status"] == "RUNNING" and t["progress"]:
         return f"RUNNING (epoch {t['progress']['epoch']}/{t['progress']['epochs']})"
     if t["status"] == "FAILED" and t.get("message"):
