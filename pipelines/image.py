@@ -1,7 +1,9 @@
 """Image classification: a TFDS dataset by name, a `.npz` of arrays, or a folder per class.
 
-Train order (one canonical order, big_vision's `make_for_train`): source -> decode (+ resize)
--> cache -> shuffle -> repeat -> augment (parallel) -> batch(drop_remainder) -> float -> prefetch.
+Train order (big_vision's `make_for_train`, with augmentation moved after batching): source ->
+decode (+ resize) -> cache -> shuffle -> repeat -> batch(drop_remainder) -> float -> augment
+(parallel, whole batches) -> prefetch. Augmenting whole batches is several times faster on small
+images: per-example `Dataset.map` overhead costs more than the augmentation ops themselves.
 Pixels stay in [0, 255]: scaling is the model's first layer, so an exported model takes raw
 images.
 """
@@ -194,14 +196,15 @@ class ImageClassificationPipeline(Pipeline):
         )
 
     def augment_fn(self, hp: Any = None):
-        """The training-only augmentation, scaled by the tuned `augment_strength` if any."""
-        from pipelines.augment import make_augment_fn
+        """The training-only batch augmentation `augment_batch(images, seed)`, scaled by the
+        tuned `augment_strength` if any; None when it would change nothing."""
+        from pipelines.augment import make_batch_augment_fn
 
         strength = 1.0
         if hp is not None and "augment_strength" in hp.values:
             strength = hp.get("augment_strength")
         config = self.config.augment.scaled(strength)
-        return None if config.is_identity() else make_augment_fn(config)
+        return None if config.is_identity() else make_batch_augment_fn(config)
 
     def train_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
@@ -218,8 +221,9 @@ class ImageClassificationPipeline(Pipeline):
 
     def _for_training(self, examples, hp: Any, batch: int):
         augment = self.augment_fn(hp)
-        on_pairs = None if augment is None else _on_images(augment)
-        return for_training(examples, self.config, batch, on_pairs, after_batch=_to_float)
+        if augment is None:
+            return for_training(examples, self.config, batch, after_batch=_to_float)
+        return _augmented_training(examples, self.config, batch, augment)
 
     def _batched(self, ds, batch: int):
         import tensorflow as tf
@@ -249,14 +253,27 @@ def _plan_id(kind: str, args: list) -> str:
     return "indices:" + hashlib.sha256(np.asarray(args[0]).tobytes()).hexdigest()[:16]
 
 
-def _on_images(augment):
-    """Applies a per-image augmentation to `(uint8 image, label)` pairs, in float."""
+def _augmented_training(examples, config: ImageClassificationConfig, batch: int, augment):
+    """`for_training`'s order and options, augmenting whole batches after batching.
+
+    Batch i gets seed (config.seed, i), so a deterministic run repeats its augmentation too.
+    """
     import tensorflow as tf
 
-    def apply(image, label):
-        return augment(tf.cast(image, tf.float32)), label
+    c = config
+    batches = examples.shuffle(c.shuffle_buffer, seed=c.seed).repeat()
+    batches = batches.batch(batch, drop_remainder=True)
+    numbered = tf.data.Dataset.zip(batches, tf.data.Dataset.counter())
 
-    return apply
+    def apply(pair, index):
+        seed = tf.stack([tf.constant(c.seed, tf.int64), index])
+        return augment(tf.cast(pair[0], tf.float32), seed), pair[1]
+
+    train = numbered.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = c.deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return train.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def _to_float(images, labels):

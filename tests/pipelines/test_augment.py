@@ -7,7 +7,14 @@ import pytest
 import tensorflow as tf
 from pydantic import ValidationError
 
-from pipelines.augment import OPS, AugmentConfig, make_augment_fn, rotate
+from pipelines.augment import (
+    BATCH_OPS,
+    OPS,
+    AugmentConfig,
+    make_augment_fn,
+    make_batch_augment_fn,
+    rotate,
+)
 
 SHAPES = [(28, 28, 1), (32, 32, 3)]
 N = 6
@@ -229,3 +236,139 @@ def test_scaled_caps_at_field_maxima_and_rejects_negative_strength():
     assert big.contrast == pytest.approx((0.0, 5.0))
     with pytest.raises(ValueError, match="strength"):
         strong_config().scaled(-1.0)
+
+
+# Batched augmentation: the same ops on whole batches, one seed per batch.
+B = 64
+BATCH_SEED = np.array([7, 11], np.int64)
+
+
+def batch_images(shape, low: float = 0.0, high: float = 255.0) -> np.ndarray:
+    return np.random.default_rng(3).uniform(low, high, (B, *shape)).astype(np.float32)
+
+
+def run_batch_both(fn, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`fn(images, seed)` on the whole batch eagerly and inside Dataset.map, same seed."""
+    eager = fn(tf.constant(batch), tf.constant(BATCH_SEED)).numpy()
+    mapped = tf.data.Dataset.from_tensors((batch, BATCH_SEED)).map(fn)
+    return eager, next(iter(mapped)).numpy()
+
+
+def batch_fn(**options):
+    return make_batch_augment_fn(AugmentConfig(**options))
+
+
+def test_batch_ops_mirror_per_image_ops():
+    assert list(BATCH_OPS) == list(OPS)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("op", list(STRONG))
+def test_batch_strong_op_changes_images_same_eagerly_and_in_map(op, shape):
+    batch = batch_images(shape)
+    eager, mapped = run_batch_both(batch_fn(**STRONG[op]), batch)
+    check_images(eager, batch)
+    check_images(mapped, batch)
+    np.testing.assert_allclose(eager, mapped, atol=1e-3)
+    changed = np.abs(mapped - batch).max(axis=(1, 2, 3)) > 1e-3
+    assert changed.mean() >= 0.8  # a crop shift of (0, 0) (1 in 81) leaves an image unchanged
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", list(BATCH_OPS))
+def test_batch_disabled_op_leaves_images_unchanged(name, shape):
+    batch = batch_images(shape)
+    eager, mapped = run_batch_both(lambda x, s: BATCH_OPS[name](x, s, **OFF[name]), batch)
+    np.testing.assert_allclose(eager, batch, atol=1e-3)
+    np.testing.assert_allclose(mapped, batch, atol=1e-3)
+
+
+def test_batch_identity_config_returns_images_unchanged():
+    batch = tf.constant(batch_images((28, 28, 1)))
+    assert make_batch_augment_fn(AugmentConfig())(batch, tf.constant(BATCH_SEED)) is batch
+
+
+def test_batch_flips_match_tf_reverse_and_vary_per_image():
+    batch = batch_images((32, 32, 3))
+    _, mapped = run_batch_both(batch_fn(flip_horizontal=1.0), batch)
+    np.testing.assert_array_equal(mapped, tf.reverse(batch, [2]).numpy())
+    _, mapped = run_batch_both(batch_fn(flip_vertical=1.0), batch)
+    np.testing.assert_array_equal(mapped, tf.reverse(batch, [1]).numpy())
+    _, mapped = run_batch_both(batch_fn(flip_horizontal=0.5), batch)
+    flipped = [
+        np.array_equal(out, image[:, ::-1]) for out, image in zip(mapped, batch, strict=True)
+    ]
+    unchanged = [np.array_equal(out, image) for out, image in zip(mapped, batch, strict=True)]
+    assert all(f or u for f, u in zip(flipped, unchanged, strict=True))
+    assert 10 < sum(flipped) < B - 10  # each image draws its own coin
+
+
+def test_batch_same_seed_same_batch_other_seed_other_batch():
+    fn = batch_fn(rotation=0.1, crop_padding=2, brightness=20.0, cutout=0.5)
+    batch = tf.constant(batch_images((28, 28, 1)))
+    first, again = fn(batch, tf.constant([1, 2])), fn(batch, tf.constant([1, 2]))
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, fn(batch, tf.constant([1, 3])))
+
+
+@pytest.mark.parametrize("fill", ["reflect", "zeros"])
+def test_batch_crop_equals_a_window_of_the_padded_image(fill):
+    batch, pad = batch_images((28, 28, 3), low=10.0), 3
+    _, mapped = run_batch_both(batch_fn(crop_padding=pad, crop_fill=fill), batch)
+    mode = {"reflect": "reflect", "zeros": "constant"}[fill]
+    shifts = set()
+    for out, image in zip(mapped, batch, strict=True):
+        padded = np.pad(image, [(pad, pad), (pad, pad), (0, 0)], mode=mode)
+        windows = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if np.array_equal(out, padded[dy : dy + 28, dx : dx + 28])
+        ]
+        assert windows  # exactly what the per-image pad-then-crop can produce
+        shifts.add(windows[0])
+    assert len(shifts) > 10  # each image draws its own shift
+
+
+def test_batch_affine_zoom_out_fills_borders_with_zeros_per_image():
+    white = np.full((B, 28, 28, 1), 255.0, np.float32)
+    _, mapped = run_batch_both(batch_fn(zoom=0.5, affine_fill="zeros"), white)
+    means = mapped.mean(axis=(1, 2, 3))
+    assert 10 < (means < 254.0).sum() < B - 10  # about half zoom out and show black borders
+    assert len(np.unique(means.round(2))) > 10  # zoom factors differ between images
+    _, mapped = run_batch_both(batch_fn(rotation=0.1, zoom=0.5), white)
+    np.testing.assert_allclose(mapped, white, atol=1e-3)  # reflect fill keeps a flat image
+
+
+def test_batch_brightness_shifts_each_image_by_one_delta():
+    batch = batch_images((28, 28, 1), low=100.0, high=150.0)  # no clipping with delta <= 50
+    _, mapped = run_batch_both(batch_fn(brightness=50.0), batch)
+    deltas = (mapped - batch).reshape(B, -1)
+    np.testing.assert_allclose(deltas, deltas[:, :1].repeat(deltas.shape[1], axis=1), atol=1e-3)
+    assert np.all(np.abs(deltas[:, 0]) <= 50.0)
+    assert len(np.unique(deltas[:, 0].round(3))) == B
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_batch_contrast_scales_spread_and_keeps_channel_means(shape):
+    batch = batch_images(shape, low=50.0, high=200.0)
+    _, mapped = run_batch_both(batch_fn(contrast=(0.5, 0.5)), batch)
+    axes = (1, 2)
+    np.testing.assert_allclose(mapped.mean(axis=axes), batch.mean(axis=axes), atol=1e-2)
+    np.testing.assert_allclose(mapped.std(axis=axes), 0.5 * batch.std(axis=axes), rtol=1e-3)
+
+
+def test_batch_cutout_erases_one_rectangle_per_image():
+    batch = batch_images((32, 32, 3), low=10.0)
+    _, mapped = run_batch_both(batch_fn(cutout=1.0, cutout_size=0.25, cutout_fill=0.0), batch)
+    corners = set()
+    for out, image in zip(mapped, batch, strict=True):
+        erased = (out == 0.0).all(axis=-1)
+        rows, cols = np.nonzero(erased.any(axis=1))[0], np.nonzero(erased.any(axis=0))[0]
+        assert (len(rows), len(cols)) == (8, 8) and erased.sum() == 64  # a filled 8x8 block
+        np.testing.assert_array_equal(out[~erased], image[~erased])
+        corners.add((rows[0], cols[0]))
+    assert len(corners) > 10  # each image draws its own rectangle
+    _, mapped = run_batch_both(batch_fn(cutout=0.5), batch)
+    erased = (mapped != batch).any(axis=(1, 2, 3))
+    assert 10 < erased.sum() < B - 10
