@@ -48,21 +48,30 @@ class TrainData:
     batch_size: int
 
 
-def for_training(examples, config: Any, batch: int, augment=None, after_batch=None):
+def for_training(examples, config: Any, batch: int, after_batch=None, augment=None):
     """The canonical train order after the cache, used by every pipeline:
-    shuffle -> repeat -> augment (parallel) -> batch(drop_remainder) -> after_batch -> prefetch.
+    shuffle -> repeat -> batch(drop_remainder) -> after_batch -> augment -> prefetch.
 
-    The data options make the order deterministic when `config.deterministic` (with `seed`),
-    and shard by element under multi-worker strategies whatever the number of source files.
+    `augment(images, seed)` works on whole batches (per-example maps cost more than the model
+    step on small images), in parallel; batch i gets seed (config.seed, i), so a deterministic
+    run repeats its augmentation too. The data options make the order deterministic when
+    `config.deterministic`, and shard by element under multi-worker strategies whatever the
+    number of source files.
     """
     import tensorflow as tf
 
     train = examples.shuffle(config.shuffle_buffer, seed=config.seed).repeat()
-    if augment is not None:
-        train = train.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     train = train.batch(batch, drop_remainder=True)
     if after_batch is not None:
         train = train.map(after_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+
+        def apply(pair, index):
+            seed = tf.stack([tf.constant(config.seed, tf.int64), index])
+            return augment(pair[0], seed), pair[1]
+
+        numbered = tf.data.Dataset.zip(train, tf.data.Dataset.counter())
+        train = numbered.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = config.deterministic
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -220,10 +220,9 @@ class ImageClassificationPipeline(Pipeline):
         return TrainData(self._for_training(examples, hp, batch), None, max(1, n // batch), batch)
 
     def _for_training(self, examples, hp: Any, batch: int):
-        augment = self.augment_fn(hp)
-        if augment is None:
-            return for_training(examples, self.config, batch, after_batch=_to_float)
-        return _augmented_training(examples, self.config, batch, augment)
+        return for_training(
+            examples, self.config, batch, after_batch=_to_float, augment=self.augment_fn(hp)
+        )
 
     def _batched(self, ds, batch: int):
         import tensorflow as tf
@@ -251,29 +250,6 @@ def _plan_id(kind: str, args: list) -> str:
     if kind == "range":
         return f"range:{args[0]}:{args[1]}"
     return "indices:" + hashlib.sha256(np.asarray(args[0]).tobytes()).hexdigest()[:16]
-
-
-def _augmented_training(examples, config: ImageClassificationConfig, batch: int, augment):
-    """`for_training`'s order and options, augmenting whole batches after batching.
-
-    Batch i gets seed (config.seed, i), so a deterministic run repeats its augmentation too.
-    """
-    import tensorflow as tf
-
-    c = config
-    batches = examples.shuffle(c.shuffle_buffer, seed=c.seed).repeat()
-    batches = batches.batch(batch, drop_remainder=True)
-    numbered = tf.data.Dataset.zip(batches, tf.data.Dataset.counter())
-
-    def apply(pair, index):
-        seed = tf.stack([tf.constant(c.seed, tf.int64), index])
-        return augment(tf.cast(pair[0], tf.float32), seed), pair[1]
-
-    train = numbered.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = c.deterministic
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return train.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def _to_float(images, labels):
