@@ -77,15 +77,15 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     if spec.export.retrain:
         _retrain(spec, pipeline, model, hp, trial)
     test_metrics = model.evaluate(pipeline.test_data(hp=hp), return_dict=True, verbose=0)
-    if rank == 1 and meta.task.endswith("classification"):
-        _confusion(job_dir, pipeline, model, hp, meta, trial["trial_id"])
+    shipped, serving = hypermodel.serving(model, pipeline, hp)
+    if rank == 1 and meta.task.endswith("classification") and shipped is model:
+        _confusion(job_dir, pipeline, model, hp, meta, trial["trial_id"])  # not for a GAN
 
     model_dir = job_dir.export_dir / name
     version = _next_version(model_dir)
     tmp = model_dir / f".tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        shipped, serving = hypermodel.serving(model, pipeline, hp)
         manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version, serving)
         _write_formats(shipped, serving, tmp, spec.export.formats)
         atomic_write_json(tmp / "manifest.json", manifest)
