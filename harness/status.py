@@ -32,8 +32,10 @@ def trials_table(job_dir: JobDir) -> Table:
 
 def summary(job_dir: JobDir) -> dict[str, int]:
     counts: dict[str, int] = {}
+    driver_alive = (job_dir.root / "driver.pid").exists()
     for t in job_dir.trial_records():
-        counts[t["status"]] = counts.get(t["status"], 0) + 1
+        status = "INTERRUPTED" if t["status"] == "RUNNING" and not driver_alive else t["status"]
+        counts[status] = counts.get(status, 0) + 1
     return counts
 
 
