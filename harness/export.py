@@ -103,28 +103,22 @@ def _retrain(spec, pipeline, model, hp, trial) -> None:
     epochs as its best epoch, from fresh weights."""
     import keras
 
-    if not hasattr(pipeline, "train_and_validation_data"):
-        raise UserError(f"export.retrain is not supported by data.pipeline {spec.data.pipeline!r}")
     data = pipeline.train_and_validation_data(hp)
-    for var, value in zip(model.weights, _fresh_weights(model), strict=True):
+    keras.utils.set_random_seed(spec.tuner.seed)
+    fresh = keras.models.clone_model(model)  # same architecture, newly initialised weights
+    for var, value in zip(model.weights, fresh.weights, strict=True):
         var.assign(value)
     model.compile(
         optimizer=type(model.optimizer).from_config(model.optimizer.get_config()),
         loss=model.loss,
         metrics=["accuracy"],
     )
-    keras.utils.set_random_seed(spec.tuner.seed)
     model.fit(
         data.train,
         steps_per_epoch=data.steps_per_epoch,
         epochs=int(trial.get("best_step") or 0) + 1,
         verbose=0,
     )
-
-
-def _fresh_weights(model):
-    clone = __import__("keras").models.clone_model(model)
-    return [w.numpy() for w in clone.weights]
 
 
 def _confusion(job_dir: JobDir, pipeline, model, hp, meta, trial_id: str) -> None:

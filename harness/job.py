@@ -234,6 +234,10 @@ def _check_cross_fields(spec: JobSpec, source: str) -> None:
             f"data, but data.pipeline {spec.data.pipeline!r} gives {pipeline_cls.task} data"
         )
     _check_options(hypermodel_cls, spec.search_space.options, source)
+    if spec.export.retrain and not hasattr(pipeline_cls, "train_and_validation_data"):
+        raise UserError(
+            f"{source}: export.retrain is not supported by data.pipeline {spec.data.pipeline!r}"
+        )
     metrics = ["loss", *getattr(hypermodel_cls, "metrics", ["accuracy"])]
     allowed = metrics + [f"val_{m}" for m in metrics]
     _check_metric(spec.tuner.objective.name, "tuner.objective.name", allowed, source)

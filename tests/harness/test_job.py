@@ -125,3 +125,13 @@ def test_resolved_spec_round_trips(tmp_path):
     spec = validate_job(tiny_job(tmp_path))
     again = validate_job(yaml.safe_load(yaml.safe_dump(spec.model_dump(mode="json"))))
     assert again == spec
+
+
+def test_retrain_needs_a_pipeline_that_supports_it(tmp_path):
+    message = _error(
+        tmp_path,
+        data={"pipeline": "text_classification", "dataset": "imdb_reviews"},
+        search_space={"name": "text_rnn"},
+        export={"retrain": True},
+    )
+    assert "export.retrain is not supported by data.pipeline 'text_classification'" in message
