@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
 
 import keras
 
+from harness.errors import TrialError
 from harness.jobdir import JobDir, atomic_write_json
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Keeps per-epoch metrics and writes `progress.json` so the driver can show live progress."""
+    """Keeps per-epoch metrics, writes `progress.json` (for `harness status`) and reports each
+    epoch to the job's channel, which may answer that the pruning rule stops this trial.
 
-    def __init__(self, job_dir: JobDir, trial_id: str, epochs: int):
+    A loss or metric that is no longer a finite number fails the trial at once (the objective
+    of a diverged model means nothing, and NaN must never be ranked or exported).
+    """
+
+    def __init__(self, job_dir: JobDir, trial_id: str, epochs: int, channel=None):
         super().__init__()
         self.path = job_dir.trial_dir(trial_id) / "progress.json"
+        self.trial_id = trial_id
         self.epochs = epochs
+        self.channel = channel
         self.history: list[dict[str, Any]] = []
+        self.pruned: dict[str, Any] | None = None
         self._epoch_started = 0.0
         self._durations: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = time.perf_counter()
+        if self.pruned:  # a space training in phases (transfer) calls fit again: stop it too
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         self._durations.append(time.perf_counter() - self._epoch_started)
         metrics = {k: float(v) for k, v in (logs or {}).items()}
         metrics.pop("learning_rate", None)
+        bad = next((k for k, v in metrics.items() if not math.isfinite(v)), None)
+        if bad is not None:
+            raise TrialError(f"{bad} became {metrics[bad]} in epoch {epoch + 1}: training diverged")
         self.history.append({"epoch": epoch, "metrics": metrics})
         atomic_write_json(
             self.path, {"epoch": epoch + 1, "epochs": self.epochs, "metrics": metrics}
         )
+        reason = self.channel.report(self.trial_id, epoch, metrics) if self.channel else None
+        if reason:
+            self.pruned = {"epochs_done": epoch + 1, "reason": reason}
+            self.model.stop_training = True
 
     def timings(self) -> dict[str, float]:
         """First epoch minus a steady one: graph tracing plus filling the data cache."""

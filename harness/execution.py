@@ -1,138 +1,137 @@
-"""Where trials run: Ray worker processes, on a local Ray or an existing cluster.
+"""Where trials run: the executor interface, and `FakeExecutor`, its in-process reference.
 
-Ray does placement (declared CPUs/GPUs per trial), process lifetime (`max_calls` trials per
-worker process, then a fresh one) and retries of trials whose worker died (`max_retries`).
-The driver only submits trial requests and waits for results.
+The tuning loop (harness/tuning.py) talks to an executor through a few calls:
+
+    with executor:                       start workers (a local Ray, a cluster, or nothing)
+        handle = executor.submit(request)   start one trial; `request` is a plain dict
+        executor.wait(handles, timeout)     the handles whose trial ended
+        executor.result(handle)             (result, None) or (None, error text)
+        executor.drain()                    per-epoch reports since the last call
+        executor.kill(handle)               stop one trial now (time limit); no result follows
+        executor.cancel(handles)            stop them all (interrupt)
+        executor.seed(curves)               earlier trials' curves, for the pruning rule
+
+`RayExecutor` (harness/ray_execution.py) runs `run_trial` in warm Ray actors. `FakeExecutor`
+replays scripted epochs in the driver's process, so the loop (pruning, failures, budgets,
+resume, interruption) is tested in milliseconds without Ray or TensorFlow.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import threading
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import ray
+from harness.channel import EpochChannel
 
-from harness.errors import UserError
-from harness.job import ResourcesSpec
-from harness.trial_runner import run_trial
-
-# Quiet TensorFlow's C++ start-up banners in every worker; keep the driver's cwd importable so a
-# job can name its own `package.module:HyperModel`.
-WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+# A script maps a trial request to its per-epoch metrics; raising fails the trial.
+Script = Callable[[dict[str, Any]], Iterable[dict[str, float]]]
 
 
-class RayExecutor:
-    """Submits `run_trial` requests as Ray tasks with the job's per-trial resources."""
+class FakeExecutor:
+    """Runs scripted trials in process, one epoch of every running trial per `wait`.
 
-    def __init__(self, resources: ResourcesSpec, address: str | None = None):
-        self.resources = resources
-        self.address = address or resources.address or os.environ.get("RAY_ADDRESS")
-        self._started_ray = False
-        self._remote = None
+    Args:
+        script: request -> the metrics of each epoch (a generator may raise mid-trial).
+        channel: The job's epoch channel (pruning decisions), as a real worker would use.
+        capacity: How many trials may run at once (like the number of Ray actors).
+    """
 
-    def __enter__(self) -> RayExecutor:
-        if not ray.is_initialized():
-            self._init_ray()
-        _stop_on_sigterm()
-        self._check_fits()
-        r = self.resources
-        self._remote = ray.remote(
-            num_cpus=r.cpus_per_trial,
-            num_gpus=r.gpus_per_trial,
-            max_calls=r.trials_per_worker,
-            max_retries=r.max_retries,
-        )(run_trial).options(name="harness-trial")
+    def __init__(self, script: Script, channel: EpochChannel, capacity: int = 1):
+        self.script = script
+        self.channel = channel
+        self.capacity = capacity
+        self.running: dict[int, _FakeTrial] = {}
+        self.finished: dict[int, tuple[dict | None, str | None]] = {}
+        self.submitted: list[dict[str, Any]] = []
+        self.killed: list[str] = []
+        self._ids = itertools.count()
+
+    def __enter__(self) -> FakeExecutor:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._started_ray:
-            ray.shutdown()
+        self.running.clear()
 
-    def _init_ray(self) -> None:
-        env = dict(WORKER_ENV)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
-        )
-        kwargs: dict[str, Any] = dict(
-            runtime_env={"env_vars": env},
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            configure_logging=True,
-        )
-        if self.address:
-            kwargs["address"] = self.address
-        else:
-            kwargs.update(include_dashboard=False, object_store_memory=256 * 1024**2)
+    def submit(self, request: dict[str, Any]) -> int:
+        if len(self.running) >= self.capacity:
+            raise RuntimeError("FakeExecutor: more trials submitted than slots")
+        handle = next(self._ids)
+        self.submitted.append(request)
+        self.running[handle] = _FakeTrial(request, iter(self.script(request)))
+        return handle
+
+    def wait(self, handles: list[int], timeout: float) -> list[int]:
+        for handle in list(self.running):
+            trial = self.running[handle]
+            outcome = trial.step(self.channel)
+            if outcome is not None:
+                self.finished[handle] = outcome
+                del self.running[handle]
+        return [h for h in handles if h in self.finished]
+
+    def result(self, handle: int) -> tuple[dict[str, Any] | None, str | None]:
+        return self.finished.pop(handle)
+
+    def drain(self) -> list[dict[str, Any]]:
+        return self.channel.drain()
+
+    def seed(self, curves: dict[str, list[tuple[int, float]]]) -> None:
+        self.channel.seed(curves)
+
+    def kill(self, handle: int) -> None:
+        trial = self.running.pop(handle, None)
+        if trial is not None:
+            self.killed.append(trial.request["trial_id"])
+
+    def cancel(self, handles: list[int]) -> None:
+        for handle in handles:
+            self.kill(handle)
+
+
+class _FakeTrial:
+    """One scripted trial: its epochs so far and what the channel answered."""
+
+    def __init__(self, request: dict[str, Any], epochs: Iterator[dict[str, float]]):
+        self.request = request
+        self.epochs = epochs
+        self.history: list[dict[str, Any]] = []
+        self.started = time.time()
+
+    def step(self, channel: EpochChannel) -> tuple[dict | None, str | None] | None:
+        """Runs one epoch; returns (result, error) once the trial ended, else None."""
+        trial_id = self.request["trial_id"]
         try:
-            ray.init(**kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as e:
-            where = self.address or "a local Ray"
-            raise UserError(f"cannot start or reach Ray at {where}: {e}") from None
-        self._started_ray = True
+            metrics = next(self.epochs)
+        except StopIteration:
+            return self._result(None), None
+        except Exception as e:  # a scripted failure, as a worker's exception would be
+            return None, f"{type(e).__name__}: {e}"
+        epoch = len(self.history)
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            return None, f"TrialError: {bad[0]} became {metrics[bad[0]]} in epoch {epoch + 1}"
+        self.history.append({"epoch": epoch, "metrics": dict(metrics)})
+        reason = channel.report(trial_id, epoch, metrics)
+        if reason:
+            return self._result({"epochs_done": epoch + 1, "reason": reason}), None
+        return None
 
-    def _check_fits(self) -> None:
-        """A trial asking for more than any node has would wait forever: say so now."""
-        r = self.resources
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        fits = any(
-            n["Resources"].get("CPU", 0) >= r.cpus_per_trial
-            and n["Resources"].get("GPU", 0) >= r.gpus_per_trial
-            for n in nodes
-        )
-        if not fits:
-            biggest = max(
-                ((n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0)) for n in nodes),
-                default=(0, 0),
-            )
-            raise UserError(
-                f"resources: a trial needs {r.cpus_per_trial} CPU and {r.gpus_per_trial} GPU "
-                f"but the largest Ray node has {biggest[0]} CPU and {biggest[1]} GPU"
-            )
-
-    def submit(self, request: dict[str, Any]) -> ray.ObjectRef:
-        return self._remote.remote(request)
-
-    @staticmethod
-    def wait(refs: list[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
-        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-        return ready
-
-    @staticmethod
-    def result(ref: ray.ObjectRef) -> tuple[dict[str, Any] | None, str | None]:
-        """(result, None) on success; (None, error text) when the trial raised or its worker
-        died more often than `max_retries` allows."""
-        try:
-            return ray.get(ref), None
-        except ray.exceptions.RayTaskError as e:
-            return None, _task_error_text(e)
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as e:
-            return None, f"worker died and retries were exhausted: {type(e).__name__}"
-        except ray.exceptions.RayError as e:
-            return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
-
-    @staticmethod
-    def cancel(refs: list[ray.ObjectRef]) -> None:
-        for ref in refs:
-            ray.cancel(ref, force=True)
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `kill`) stops the job like Ctrl-C: running trials are cancelled and
-    the saved state resumes them. Replaces Ray's handler, which exits without that step."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _task_error_text(error: Exception) -> str:
-    cause = getattr(error, "cause", None)
-    text = str(error)
-    if cause is not None:
-        text = f"{type(cause).__name__}: {cause}\n{text}"
-    return text if len(text) < 20_000 else text[-20_000:]
+    def _result(self, pruned: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "trial_id": self.request["trial_id"],
+            "epochs": self.history,
+            "hyperparameters": self.request["hyperparameters"],
+            "pruned": pruned,
+            "timings": {"queued_s": 0.0, "fit_s": 0.0},
+            "node": "fake",
+            "node_id": None,
+            "pid": 0,
+            "replicas": 1,
+            "global_batch_size": 0,
+            "worker_rss_mb": 0.0,
+            "started": self.started,
+            "ended": time.time(),
+        }

@@ -57,7 +57,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
 
         write_examples(job_dir.tensorboard_dir / trial_id / "examples", next(iter(data.train))[0])
     epochs, initial_epoch = _epochs(spec, hp)
-    recorder = EpochRecorder(job_dir, trial_id, epochs)
+    recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"))
     t = time.perf_counter()
     # HyperModel.fit is Keras Tuner's hook for spaces that train in phases (transfer learning).
     hypermodel.fit(
@@ -76,6 +76,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     return {
         "trial_id": trial_id,
         "epochs": recorder.history,
+        "pruned": recorder.pruned,
         "hyperparameters": hp.get_config(),
         "timings": timings,
         **where,

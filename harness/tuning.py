@@ -7,38 +7,50 @@ The oracle's state is saved after every step, so a killed driver resumes where i
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras_tuner as kt
+from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: keras-tuner 1.4
 import psutil
 from rich.console import Console
 
+from harness.channel import EpochChannel
 from harness.errors import UserError
-from harness.execution import RayExecutor
 from harness.hparams import write_experiment, write_trial
 from harness.job import JobSpec, validate_job
 from harness.jobdir import JobDir, atomic_write_json, read_json
 from harness.oracles import make_oracle
 from harness.progress import JobProgress
+from harness.pruning import make_pruner
 from harness.space import make_hypermodel, populate_space
 from pipelines import PIPELINES
 from pipelines.tfds_source import resolve_data_dir
 
 # Keys that may change between runs of one job directory (budgets, resources, display).
 RESUMABLE_CHANGES = {"resources", "export", "smoke", "description"}
-RESUMABLE_TUNER_CHANGES = {"max_trials", "time_budget_s", "max_consecutive_failed_trials"}
+RESUMABLE_TUNER_CHANGES = {
+    "max_trials",
+    "time_budget_s",
+    "max_consecutive_failed_trials",
+    "trial_time_limit_s",
+}
 
 
 @dataclass
 class JobOutcome:
+    """How a run of a job ended; the CLI maps it to an exit code."""
+
     job_dir: JobDir
-    completed: int = 0
+    completed: int = 0  # trained for their whole schedule
+    pruned: int = 0  # stopped early by the pruning rule (their best score counts)
     failed: int = 0
     best: tuple[str, float] | None = None
     interrupted: bool = False
+    stop_reason: str | None = None  # set when the failure limit ended the search
     exported: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -66,7 +78,10 @@ def tune(
             job_dir.tensorboard_dir,
             getattr(hypermodel, "metrics", ["accuracy"]),
         )
-        with RayExecutor(spec.resources, address) as executor:
+        _warn_about_budget(spec, oracle, console)
+        from harness.ray_execution import RayExecutor  # Ray only where trials really run
+
+        with RayExecutor(spec.resources, make_channel(spec), address) as executor:
             outcome = TrialLoop(spec, job_dir, oracle, executor, console).run()
         if outcome.interrupted:
             console.print(f"interrupted; state saved. Resume with: harness resume {job_dir.root}")
@@ -77,6 +92,29 @@ def tune(
             top = spec.export.top_k if spec.export.policy == "top_k" else 1
             outcome.exported = export_trials(job_dir, top, console)
         return outcome
+
+
+def make_channel(spec: JobSpec) -> EpochChannel:
+    """The job's per-epoch channel with its pruning rule."""
+    objective = spec.tuner.objective
+    pruner = make_pruner(spec.tuner.pruning, spec.tuner.epochs, objective.direction)
+    return EpochChannel(pruner, objective.name, objective.direction)
+
+
+def _warn_about_budget(spec: JobSpec, oracle: kt.Oracle, console: Console) -> None:
+    """Bayesian optimisation samples at random until it has its initial points: say so when
+    the whole budget fits in them."""
+    if spec.tuner.algorithm != "bayesian":
+        return
+    initial = spec.tuner.bayesian_initial_points or max(3 * len(oracle.get_space().space), 3)
+    if spec.tuner.max_trials <= initial:
+        console.print(
+            f"[yellow]warning:[/] tuner.max_trials {spec.tuner.max_trials} <= the Bayesian "
+            f"oracle's {initial} random initial points: this search is random search. Raise "
+            "max_trials, lower tuner.bayesian_initial_points, or use algorithm: random with "
+            "tuner.pruning.",
+            soft_wrap=True,
+        )
 
 
 def resume_spec(job_dir: JobDir) -> JobSpec:
@@ -123,7 +161,11 @@ def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
 
 
 class TrialLoop:
-    """Keeps up to `max_concurrent_trials` trials running until the oracle or budget stops."""
+    """Keeps up to `max_concurrent_trials` trials running until the oracle or a budget stops.
+
+    Works with any executor (harness/execution.py): Ray actors in a job, `FakeExecutor` in the
+    loop's unit tests.
+    """
 
     def __init__(self, spec: JobSpec, job_dir: JobDir, oracle: kt.Oracle, executor, console):
         self.spec = spec
@@ -132,8 +174,10 @@ class TrialLoop:
         self.executor = executor
         self.console = console
         self.running: dict[Any, tuple[str, kt.engine.trial.Trial]] = {}
+        self.live: dict[str, dict[str, Any]] = {}  # trial id -> its latest epoch report
         self.started = time.time()
         self._earlier_elapsed = read_json(job_dir.state_path, {}).get("elapsed_s", 0.0)
+        self._failures_in_a_row = 0
         self.outcome = JobOutcome(job_dir)
         # Workers (maybe on other nodes) read data from the directory the driver resolved.
         self._worker_spec = spec.model_dump(mode="json")
@@ -147,21 +191,21 @@ class TrialLoop:
         )
         with self.progress:
             self._count_finished()
+            self._announce_resume()
+            self.executor.seed(self._curves())
             try:
                 self._loop(free)
-                self._save_elapsed()
             except KeyboardInterrupt:
                 self.executor.cancel(list(self.running))
                 self.outcome.interrupted = True
-            except RuntimeError as e:  # Keras Tuner: too many consecutive failed trials
-                self.executor.cancel(list(self.running))
-                self.console.print(f"[red]search stopped:[/] {str(e).splitlines()[0]}")
+            finally:
+                self._save_elapsed()
         return self.outcome
 
     def _loop(self, free: list[str]) -> None:
         stopping = False
         while True:
-            stopping = stopping or self._budget_spent()
+            stopping = stopping or self._budget_spent() or self.outcome.stop_reason is not None
             while free and not stopping:
                 trial = self.oracle.create_trial(free[0])
                 if trial.status == kt.engine.trial.TrialStatus.STOPPED:
@@ -172,11 +216,12 @@ class TrialLoop:
                 break  # IDLE: Hyperband waits for the running trials of its round
             if not self.running:
                 return
-            for ref in self.executor.wait(list(self.running), timeout=1.0):
-                tuner_id, trial = self.running.pop(ref)
-                self._finish(ref, trial)
+            for handle in self.executor.wait(list(self.running), timeout=1.0):
+                tuner_id, trial = self.running.pop(handle)
+                self._finish(trial, *self.executor.result(handle))
                 free.append(tuner_id)
-            self._show_progress()
+            free.extend(self._stop_overdue())
+            self._take_reports()
 
     def _elapsed(self) -> float:
         """Tuning time of this job over all its runs (resumes continue the same budget)."""
@@ -206,52 +251,83 @@ class TrialLoop:
         write_trial(self.job_dir.tensorboard_dir, trial.trial_id, trial.hyperparameters.values)
         self.running[self.executor.submit(request)] = (tuner_id, trial)
 
-    def _finish(self, ref, trial) -> None:
-        result, error = self.executor.result(ref)
+    def _stop_overdue(self) -> list[str]:
+        """Kills trials past `tuner.trial_time_limit_s`; returns the slots they freed."""
+        limit = self.spec.tuner.trial_time_limit_s
+        if limit is None:
+            return []
+        freed = []
+        now = time.time()
+        for handle, (tuner_id, trial) in list(self.running.items()):
+            submitted = read_json(self.job_dir.trial_dir(trial.trial_id) / "run.json", {})
+            ran = now - submitted.get("submitted", now)
+            if ran > limit:
+                self.executor.kill(handle)
+                del self.running[handle]
+                epochs = self.live.get(trial.trial_id, {}).get("epoch", -1) + 1
+                error = (
+                    f"trial time limit of {limit:g} s exceeded (stopped after {ran:.0f} s, "
+                    f"{epochs} epochs done)"
+                )
+                self._finish(trial, None, error)
+                freed.append(tuner_id)
+        return freed
+
+    def _take_reports(self) -> None:
+        """Per-epoch reports that reached the channel: live progress of running trials."""
+        for report in self.executor.drain():
+            self.live[report["trial_id"]] = report
+        self._show_progress()
+
+    def _finish(self, trial, result: dict[str, Any] | None, error: str | None) -> None:
         if result is not None:
             error = self._report_epochs(trial, result)
         trial.status = "FAILED" if error else "COMPLETED"
-        trial.message = error
-        try:
-            self.oracle.end_trial(trial)
-        finally:  # also when end_trial stops the search after too many failures in a row
-            self.oracle._save_trial(self.oracle.trials[trial.trial_id])
-            self.oracle.save()  # end_trial saves before dropping the trial from ongoing_trials
-            self._write_run_record(trial, result, error)
-            self._save_elapsed()
-            self._count_finished()
-            self._print_trial(trial, result, error)
+        pruned = (result or {}).get("pruned") if not error else None
+        trial.message = error or (
+            f"pruned after {pruned['epochs_done']} epochs: {pruned['reason']}" if pruned else None
+        )
+        self.oracle.end_trial(trial)
+        self.oracle.save()  # end_trial saves before it drops the trial from ongoing_trials
+        self._failures_in_a_row = self._failures_in_a_row + 1 if error else 0
+        self._write_run_record(trial, result, error, pruned)
+        self._save_elapsed()
+        self._count_finished()
+        self._print_trial(trial, result, error, pruned)
+        self.live.pop(trial.trial_id, None)
+        limit = self.spec.tuner.max_consecutive_failed_trials
+        if self._failures_in_a_row >= limit and self.outcome.stop_reason is None:
+            self.outcome.stop_reason = f"{limit} trials in a row failed (the failure limit)"
+            self.progress.trial_line(
+                f"[red]search stopped:[/] {self.outcome.stop_reason}; no new trial is started"
+            )
 
     def _report_epochs(self, trial, result: dict[str, Any]) -> str | None:
+        """Replays the final attempt's epochs into the oracle (a fresh metrics history, so a
+        retried trial is not counted twice); a trial without a finite objective fails."""
+        objective = self.spec.tuner.objective.name
+        values = [e["metrics"].get(objective) for e in result["epochs"]]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
         if not result["epochs"]:
             return "no epoch ran (nothing to train)"
+        if not finite:
+            return f"the objective {objective} was never reported as a finite number"
         trial.hyperparameters = kt.HyperParameters.from_config(result["hyperparameters"])
+        self.oracle.trials[trial.trial_id].metrics = MetricsTracker()
         for entry in result["epochs"]:
-            self.oracle.update_trial(trial.trial_id, entry["metrics"], step=entry["epoch"])
+            metrics = {k: v for k, v in entry["metrics"].items() if math.isfinite(v)}
+            self.oracle.update_trial(trial.trial_id, metrics, step=entry["epoch"])
         return None
 
-    def _write_run_record(self, trial, result, error) -> None:
+    def _write_run_record(self, trial, result, error, pruned) -> None:
         path = self.job_dir.trial_dir(trial.trial_id) / "run.json"
         run = read_json(path, {})
-        run.update(status=trial.status, ended=time.time(), error=error)
+        status = "PRUNED" if pruned else trial.status
+        run.update(status=status, ended=time.time(), error=error, pruned=pruned)
         run["driver_rss_mb"] = psutil.Process().memory_info().rss / 2**20
         run["duration_s"] = run["ended"] - run.get("submitted", run["ended"])
         if result:
-            run.update(
-                {
-                    k: result[k]
-                    for k in (
-                        "timings",
-                        "node",
-                        "node_id",
-                        "pid",
-                        "replicas",
-                        "global_batch_size",
-                        "worker_rss_mb",
-                        "started",
-                    )
-                }
-            )
+            run.update({k: result[k] for k in RUN_FIELDS if k in result})
         atomic_write_json(path, run)
 
     def _save_elapsed(self) -> None:
@@ -259,22 +335,52 @@ class TrialLoop:
 
     def _count_finished(self) -> None:
         trials = self.oracle.trials.values()
-        self.outcome.completed = sum(t.status == "COMPLETED" for t in trials)
+        pruned = {t.trial_id for t in trials if (t.message or "").startswith("pruned after")}
+        self.outcome.completed = sum(
+            t.status == "COMPLETED" and t.trial_id not in pruned for t in trials
+        )
+        self.outcome.pruned = len(pruned)
         self.outcome.failed = sum(t.status == "FAILED" for t in trials)
         # get_best_trials pads with unfinished trials when too few completed: filter them.
         best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
         self.outcome.best = (best[0].trial_id, best[0].score) if best else None
         self._show_progress()
 
+    def _curves(self) -> dict[str, list[tuple[int, float]]]:
+        """Each finished trial's objective per epochs done, for the pruning rule."""
+        name = self.spec.tuner.objective.name
+        curves = {}
+        for t in self.oracle.trials.values():
+            if t.status == "COMPLETED" and t.metrics.exists(name):
+                history = t.metrics.get_history(name)
+                curves[t.trial_id] = [(int(o.step) + 1, float(o.value[0])) for o in history]
+        return curves
+
+    def _announce_resume(self) -> None:
+        o = self.outcome
+        again = len(self.oracle._retry_queue)
+        if o.completed + o.pruned + o.failed + again == 0:
+            return
+        self.progress.trial_line(
+            f"resuming: {o.completed} completed, {o.pruned} pruned and {o.failed} failed trials "
+            f"are kept; {again} interrupted trial(s) run again; at most "
+            f"{max(0, self.spec.tuner.max_trials - len(self.oracle.trials))} new trial(s)"
+        )
+
     def _show_progress(self) -> None:
-        running = {
-            trial.trial_id: read_json(self.job_dir.trial_dir(trial.trial_id) / "progress.json", {})
-            for _, trial in self.running.values()
-        }
-        done = self.outcome.completed + self.outcome.failed
+        running = {trial.trial_id: self._live_progress(trial) for _, trial in self.running.values()}
+        done = self.outcome.completed + self.outcome.pruned + self.outcome.failed
         self.progress.update(done, running, self.outcome.failed, self.outcome.best)
 
-    def _print_trial(self, trial, result, error) -> None:
+    def _live_progress(self, trial) -> dict[str, Any]:
+        """{epoch (done), epochs (planned), metrics} of a running trial, {} before its first."""
+        report = self.live.get(trial.trial_id)
+        if report is None:
+            return {}
+        planned = trial.hyperparameters.values.get("tuner/epochs", self.spec.tuner.epochs)
+        return {"epoch": report["epoch"] + 1, "epochs": planned, "metrics": report["metrics"]}
+
+    def _print_trial(self, trial, result, error, pruned) -> None:
         values = {
             k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
         }
@@ -285,10 +391,28 @@ class TrialLoop:
             return
         objective = self.spec.tuner.objective.name
         fit = result["timings"].get("fit_s", 0.0)
+        done = (
+            f"[yellow]pruned[/] after {pruned['epochs_done']} epochs"
+            if pruned
+            else "[green]done[/]"
+        )
         self.progress.trial_line(
-            f"trial {trial.trial_id} [green]done[/] {objective}={trial.score:.4f} "
+            f"trial {trial.trial_id} {done} {objective}={trial.score:.4f} "
             f"fit {fit:.1f}s  {_compact(values)}"
         )
+
+
+# run_trial's result fields kept in run.json (benchmarks read them).
+RUN_FIELDS = (
+    "timings",
+    "node",
+    "node_id",
+    "pid",
+    "replicas",
+    "global_batch_size",
+    "worker_rss_mb",
+    "started",
+)
 
 
 def _compact(values: dict[str, Any]) -> str:

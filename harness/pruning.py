@@ -1,0 +1,150 @@
+"""Pruning rules: stop a losing trial after an epoch, so its slot goes to a better one.
+
+Keras Tuner's oracles never stop a running trial (its `update_trial` leaves a TODO for it), so the
+harness does it beside the oracle: each worker reports its objective after every epoch through
+the job's `EpochChannel` (harness/channel.py), which asks the job's `Pruner` and answers
+"continue" or "stop, because ...". The oracle then hears a pruned trial like any other, with the
+best objective it reached, so Bayesian optimisation learns from it too.
+
+Interface: `Pruner.report(trial_id, epochs_done, value) -> reason | None`; values are
+"higher is better" (the channel flips a minimised objective). `NoPruning` is the trivial rule.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PruningSpec(BaseModel):
+    """`tuner.pruning` in a job file."""
+
+    model_config = ConfigDict(extra="forbid")
+    rule: Literal["none", "asha", "median"] = "none"
+    grace_epochs: int = Field(1, ge=1, description="never stop a trial before this many epochs")
+    reduction_factor: int = Field(3, ge=2, description="ASHA: keep the top 1/factor per rung")
+    min_trials: int = Field(3, ge=1, description="median rule: other trials needed to compare")
+
+
+class Pruner:
+    """Never stops a trial; subclasses decide from the values reported so far.
+
+    `sign` is only for messages: values arrive as "higher is better" (a minimised objective
+    negated), and reasons show them as the user's metric again.
+    """
+
+    sign: float = 1.0
+
+    def report(self, trial_id: str, epochs_done: int, value: float) -> str | None:
+        """Records `value` (higher is better) after `epochs_done` epochs of `trial_id`; returns
+        why the trial should stop now, or None to let it go on. Reporting the same
+        (trial, epochs_done) again (a retried attempt) replaces the earlier value."""
+        return None
+
+
+NoPruning = Pruner
+
+
+class _BestSoFar:
+    """Each trial's best value after each number of epochs (a retried attempt overwrites)."""
+
+    def __init__(self):
+        self.curves: dict[str, dict[int, float]] = defaultdict(dict)
+
+    def add(self, trial_id: str, epochs_done: int, value: float) -> float:
+        curve = self.curves[trial_id]
+        curve[epochs_done] = value
+        return self.at(trial_id, epochs_done)
+
+    def at(self, trial_id: str, epochs_done: int) -> float | None:
+        seen = [v for e, v in self.curves[trial_id].items() if e <= epochs_done]
+        return max(seen) if seen else None
+
+
+class ASHA(Pruner):
+    """Asynchronous successive halving (Li et al. 2020, as Ray Tune's ASHAScheduler).
+
+    Rungs sit at grace, grace*factor, grace*factor^2, ... epochs (below `max_epochs`). A trial
+    reaching a rung goes on only if its best value so far is in the top 1/factor of all values
+    recorded at that rung, itself included; the first trials at a rung always go on.
+    """
+
+    def __init__(self, max_epochs: int, grace_epochs: int = 1, reduction_factor: int = 3):
+        self.factor = reduction_factor
+        self.rungs = []
+        rung = grace_epochs
+        while rung < max_epochs:
+            self.rungs.append(rung)
+            rung *= reduction_factor
+        self.curves = _BestSoFar()
+        self.recorded: dict[int, dict[str, float]] = defaultdict(dict)
+
+    def report(self, trial_id: str, epochs_done: int, value: float) -> str | None:
+        best = self.curves.add(trial_id, epochs_done, value)
+        if epochs_done not in self.rungs:
+            return None
+        rung = self.recorded[epochs_done]
+        rung[trial_id] = best
+        cutoff = _quantile(sorted(rung.values()), 1 - 1 / self.factor)
+        if best < cutoff:
+            return (
+                f"ASHA: {self.sign * best:.4g} after {epochs_done} epochs is worse than the "
+                f"top-1/{self.factor} cutoff {self.sign * cutoff:.4g} of the {len(rung)} trials "
+                "at this rung"
+            )
+        return None
+
+
+class MedianStopping(Pruner):
+    """The median stopping rule (Golovin et al. 2017, Google Vizier): after `grace_epochs`, a
+    trial stops when its best value so far is below the median of the other trials' best values
+    after the same number of epochs, once `min_trials` others got that far."""
+
+    def __init__(self, grace_epochs: int = 1, min_trials: int = 3):
+        self.grace = grace_epochs
+        self.min_trials = min_trials
+        self.curves = _BestSoFar()
+
+    def report(self, trial_id: str, epochs_done: int, value: float) -> str | None:
+        best = self.curves.add(trial_id, epochs_done, value)
+        if epochs_done < self.grace:
+            return None
+        others = [
+            self.curves.at(other, epochs_done)
+            for other, curve in self.curves.curves.items()
+            if other != trial_id and max(curve) >= epochs_done
+        ]
+        if len(others) < self.min_trials:
+            return None
+        median = statistics.median(others)
+        if best < median:
+            return (
+                f"median rule: {self.sign * best:.4g} after {epochs_done} epochs is worse than "
+                f"the median {self.sign * median:.4g} of {len(others)} other trials"
+            )
+        return None
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted values (numpy's default method)."""
+    position = q * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+PRUNERS: dict[str, Callable[[PruningSpec, int], Pruner]] = {
+    "none": lambda spec, max_epochs: NoPruning(),
+    "asha": lambda spec, max_epochs: ASHA(max_epochs, spec.grace_epochs, spec.reduction_factor),
+    "median": lambda spec, max_epochs: MedianStopping(spec.grace_epochs, spec.min_trials),
+}
+
+
+def make_pruner(spec: PruningSpec, max_epochs: int, direction: str = "max") -> Pruner:
+    pruner = PRUNERS[spec.rule](spec, max_epochs)
+    pruner.sign = 1.0 if direction == "max" else -1.0
+    return pruner

@@ -1,0 +1,208 @@
+"""Trials on Ray: one warm actor per concurrent-trial slot, on a local Ray or a cluster.
+
+Each slot is a Ray actor holding the job's per-trial resources (CPUs, GPUs) for its whole life:
+it imports TensorFlow once and runs trial after trial, and since an actor keeps the GPUs Ray gave
+it at creation, the devices TensorFlow initialised in that process stay the right ones (a task
+reusing a worker could be handed other GPU ids). An actor whose process dies is restarted by Ray
+and its trial retried, up to `resources.max_retries` times. The job's `EpochChannel` is one more
+actor: workers report each epoch to it and hear whether to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from harness.channel import EpochChannel
+from harness.errors import UserError
+from harness.job import ResourcesSpec
+
+# Quiet TensorFlow's C++ start-up banners in every worker; keep the driver's cwd importable so a
+# job can name its own `package.module:HyperModel`.
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+
+
+class TrialWorker:
+    """A warm worker process (Ray actor): runs `run_trial` for each request it is given."""
+
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        from harness.trial_runner import run_trial
+
+        return run_trial(request)
+
+
+class RayChannelClient:
+    """What a worker holds to reach the job's channel actor (same `report` as EpochChannel)."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def report(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> str | None:
+        return ray.get(self.actor.report.remote(trial_id, epoch, metrics))
+
+
+@dataclass
+class _Slot:
+    actor: Any = None
+    trials: int = 0  # run by the current actor process
+
+
+class RayExecutor:
+    """Runs trial requests on `max_concurrent_trials` warm actors (see module docstring)."""
+
+    def __init__(self, resources: ResourcesSpec, channel: EpochChannel, address: str | None = None):
+        self.resources = resources
+        self.address = address or resources.address or os.environ.get("RAY_ADDRESS")
+        self._channel = channel
+        self._started_ray = False
+        self._slots = [_Slot() for _ in range(resources.max_concurrent_trials)]
+        self._busy: dict[ray.ObjectRef, int] = {}
+
+    def __enter__(self) -> RayExecutor:
+        if not ray.is_initialized():
+            self._init_ray()
+        _stop_on_sigterm()
+        self._check_fits()
+        self._channel_actor = ray.remote(num_cpus=0)(EpochChannel).remote(
+            self._channel.pruner, self._channel.objective, self._channel.direction
+        )
+        r = self.resources
+        self._worker_cls = ray.remote(
+            num_cpus=r.cpus_per_trial,
+            num_gpus=r.gpus_per_trial,
+            max_restarts=r.max_retries,
+            max_task_retries=r.max_retries,
+        )(TrialWorker)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for slot in self._slots:
+            _kill(slot.actor)
+        if self._started_ray:
+            ray.shutdown()
+
+    def _init_ray(self) -> None:
+        env = dict(WORKER_ENV)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
+        )
+        kwargs: dict[str, Any] = dict(
+            runtime_env={"env_vars": env},
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=True,
+        )
+        if self.address:
+            kwargs["address"] = self.address
+        else:
+            kwargs.update(include_dashboard=False, object_store_memory=256 * 1024**2)
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            where = self.address or "a local Ray"
+            raise UserError(f"cannot start or reach Ray at {where}: {e}") from None
+        self._started_ray = True
+
+    def _check_fits(self) -> None:
+        """A trial asking for more than any node has would wait forever: say so now."""
+        r = self.resources
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        fits = any(
+            n["Resources"].get("CPU", 0) >= r.cpus_per_trial
+            and n["Resources"].get("GPU", 0) >= r.gpus_per_trial
+            for n in nodes
+        )
+        if not fits:
+            biggest = max(
+                ((n["Resources"].get("CPU", 0), n["Resources"].get("GPU", 0)) for n in nodes),
+                default=(0, 0),
+            )
+            raise UserError(
+                f"resources: a trial needs {r.cpus_per_trial} CPU and {r.gpus_per_trial} GPU "
+                f"but the largest Ray node has {biggest[0]} CPU and {biggest[1]} GPU"
+            )
+
+    def submit(self, request: dict[str, Any]) -> ray.ObjectRef:
+        index = next(i for i in range(len(self._slots)) if i not in self._busy.values())
+        slot = self._slots[index]
+        limit = self.resources.trials_per_worker
+        if slot.actor is not None and limit is not None and slot.trials >= limit:
+            _kill(slot.actor)
+            slot.actor = None
+        if slot.actor is None:
+            slot.actor, slot.trials = self._worker_cls.remote(), 0
+        slot.trials += 1
+        request = {**request, "channel": RayChannelClient(self._channel_actor)}
+        ref = slot.actor.run.remote(request)
+        self._busy[ref] = index
+        return ref
+
+    @staticmethod
+    def wait(refs: list[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
+        """Returns as soon as one trial ended (or after `timeout`), with all that have."""
+        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        return ready
+
+    def result(self, ref: ray.ObjectRef) -> tuple[dict[str, Any] | None, str | None]:
+        """(result, None) on success; (None, error text) when the trial raised or its worker
+        died more often than `max_retries` allows (the slot then gets a new actor)."""
+        index = self._busy.pop(ref)
+        try:
+            return ray.get(ref), None
+        except ray.exceptions.RayTaskError as e:
+            return None, _task_error_text(e)
+        except ray.exceptions.RayError as e:  # the actor died: retries exhausted
+            self._retire(index)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            return None, f"worker died and retries were exhausted: {type(e).__name__} {first}"
+
+    def drain(self) -> list[dict[str, Any]]:
+        return ray.get(self._channel_actor.drain.remote())
+
+    def seed(self, curves: dict[str, list[tuple[int, float]]]) -> None:
+        ray.get(self._channel_actor.seed.remote(curves))
+
+    def kill(self, ref: ray.ObjectRef) -> None:
+        """Stops one trial now: its actor is killed (a new one serves the slot next time)."""
+        self._retire(self._busy.pop(ref))
+
+    def cancel(self, refs: list[ray.ObjectRef]) -> None:
+        for ref in refs:
+            if ref in self._busy:
+                self.kill(ref)
+
+    def _retire(self, index: int) -> None:
+        _kill(self._slots[index].actor)
+        self._slots[index] = _Slot()
+
+
+def _kill(actor) -> None:
+    if actor is not None:
+        ray.kill(actor, no_restart=True)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`) stops the job like Ctrl-C: running trials are cancelled and
+    the saved state resumes them. Replaces Ray's handler, which exits without that step."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _task_error_text(error: Exception) -> str:
+    cause = getattr(error, "cause", None)
+    text = str(error)
+    if cause is not None:
+        text = f"{type(cause).__name__}: {cause}\n{text}"
+    return text if len(text) < 20_000 else text[-20_000:]

@@ -1,0 +1,195 @@
+"""The trial loop with scripted trials (FakeExecutor): no Ray, no training, milliseconds each.
+
+A trial's script yields its per-epoch metrics from its hyperparameter `quality` in [0, 1]: the
+validation accuracy climbs towards `quality`, so good and bad trials are told apart early.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+from rich.console import Console
+
+from harness.execution import FakeExecutor
+from harness.job import validate_job
+from harness.jobdir import JobDir, read_json
+from harness.oracles import make_oracle
+from harness.tuning import TrialLoop, make_channel
+from tests.conftest import tiny_job
+
+QUIET = Console(quiet=True)
+
+
+def climb(request):
+    """val_accuracy rises towards the trial's `quality` over its epochs."""
+    quality = request["hyperparameters"]["values"]["quality"]
+    epochs = request["job"]["tuner"]["epochs"]
+    for epoch in range(epochs):
+        yield {"loss": 1 - quality, "val_accuracy": quality * (epoch + 1) / epochs}
+
+
+def make_loop(tmp_path: Path, script, capacity: int = 1, **tuner):
+    tuner = {"algorithm": "random", "max_trials": 6, "epochs": 9, "seed": 3, **tuner}
+    spec = validate_job(tiny_job(tmp_path, tuner=tuner), cross_check=False)
+    job_dir = JobDir(spec.job_dir())
+    job_dir.root.mkdir(parents=True, exist_ok=True)
+    oracle = make_oracle(spec.tuner, job_dir)
+    space = kt.HyperParameters()
+    space.Float("quality", 0.05, 1.0, default=0.5)
+    oracle.update_space(space)
+    executor = FakeExecutor(script, make_channel(spec), capacity=capacity)
+    spec.resources.max_concurrent_trials = capacity
+    return TrialLoop(spec, job_dir, oracle, executor, QUIET), executor
+
+
+def runs(loop) -> dict[str, dict]:
+    return {
+        t.trial_id: read_json(loop.job_dir.trial_dir(t.trial_id) / "run.json")
+        for t in loop.oracle.trials.values()
+    }
+
+
+def strict_json_everywhere(root: Path) -> None:
+    """Every JSON file of the job directory parses as strict JSON (no bare NaN/Infinity)."""
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    for path in root.rglob("*.json"):
+        json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_runs_max_trials_first_is_default_point(tmp_path):
+    loop, executor = make_loop(tmp_path, climb, max_trials=4)
+    outcome = loop.run()
+    assert outcome.completed == 4 and outcome.failed == 0 and outcome.stop_reason is None
+    assert executor.submitted[0]["hyperparameters"]["values"]["quality"] == 0.5
+    best_id, best_score = outcome.best
+    assert best_score == max(t.score for t in loop.oracle.trials.values())
+    assert all(r["status"] == "COMPLETED" for r in runs(loop).values())
+    strict_json_everywhere(loop.job_dir.root)
+
+
+def test_asha_prunes_losers_and_their_best_score_counts(tmp_path):
+    loop, executor = make_loop(
+        tmp_path, climb, max_trials=10, pruning={"rule": "asha", "reduction_factor": 3}
+    )
+    outcome = loop.run()
+    records = runs(loop)
+    pruned = {tid: r for tid, r in records.items() if r["status"] == "PRUNED"}
+    assert pruned and outcome.pruned == len(pruned)
+    assert outcome.completed + outcome.pruned == 10
+    for tid, record in pruned.items():
+        trial = loop.oracle.trials[tid]
+        assert record["pruned"]["epochs_done"] in (1, 3)  # ASHA's rungs for 9 epochs
+        assert "ASHA" in record["pruned"]["reason"]
+        assert trial.status == "COMPLETED" and trial.score is not None  # it still counts
+        assert trial.message.startswith("pruned after")
+    # A pruned trial stopped training: fewer epochs than the schedule.
+    epochs = {r["trial_id"]: len(list(climb(r))) for r in executor.submitted}
+    assert all(
+        len(loop.oracle.trials[t].metrics.get_history("val_accuracy")) < epochs[t] for t in pruned
+    )
+    assert outcome.best[0] not in pruned
+    strict_json_everywhere(loop.job_dir.root)
+
+
+def test_median_rule_prunes_below_median(tmp_path):
+    loop, _ = make_loop(tmp_path, climb, max_trials=8, pruning={"rule": "median", "min_trials": 2})
+    outcome = loop.run()
+    reasons = [r["pruned"]["reason"] for r in runs(loop).values() if r["status"] == "PRUNED"]
+    assert reasons and all(r.startswith("median rule") for r in reasons)
+    assert outcome.pruned == len(reasons)
+
+
+def test_nan_loss_fails_the_trial_and_is_never_written(tmp_path):
+    def diverge(request):
+        yield {"loss": 0.5, "val_accuracy": 0.6}
+        if request["trial_id"] == "0":
+            yield {"loss": float("nan"), "val_accuracy": float("nan")}
+        yield {"loss": 0.4, "val_accuracy": 0.7}
+
+    loop, _ = make_loop(tmp_path, diverge, max_trials=2, epochs=2)
+    outcome = loop.run()
+    trial = loop.oracle.trials["0"]
+    assert trial.status == "FAILED" and "loss became nan in epoch 2" in trial.message
+    assert outcome.best[0] == "1" and outcome.failed == 1
+    strict_json_everywhere(loop.job_dir.root)
+
+
+def test_failure_limit_stops_cleanly_and_resume_does_not_rerun_failed(tmp_path):
+    def broken(request):
+        raise ValueError("cannot build this configuration")
+        yield  # a generator
+
+    loop, executor = make_loop(tmp_path, broken, max_trials=8, max_consecutive_failed_trials=3)
+    outcome = loop.run()
+    assert outcome.failed == 3 and outcome.completed == 0
+    assert outcome.stop_reason and "3 trials in a row failed" in outcome.stop_reason
+    assert len(executor.submitted) == 3
+    # Resume with a fixed script: the failed trials stay failed, new trials run.
+    loop2, executor2 = make_loop(tmp_path, climb, max_trials=5)
+    outcome2 = loop2.run()
+    assert [r["trial_id"] for r in executor2.submitted] == ["3", "4"]
+    assert outcome2.failed == 3 and outcome2.completed == 2
+
+
+def test_trial_time_limit_stops_and_fails_the_trial(tmp_path):
+    import time
+
+    def endless(request):
+        while True:
+            time.sleep(0.01)  # stands for an epoch's duration
+            yield {"loss": 1.0, "val_accuracy": 0.1}
+
+    loop, executor = make_loop(tmp_path, endless, max_trials=2, trial_time_limit_s=0.05)
+    outcome = loop.run()
+    assert outcome.failed == 2 and executor.killed == ["0", "1"]
+    assert "trial time limit of 0.05 s exceeded" in loop.oracle.trials["0"].message
+
+
+def test_interrupt_then_resume_runs_each_trial_once(tmp_path):
+    def interrupted(request):
+        if request["trial_id"] == "2":
+            raise KeyboardInterrupt
+        yield from climb(request)
+
+    loop, _ = make_loop(tmp_path, interrupted, max_trials=4, capacity=2)
+    outcome = loop.run()
+    assert outcome.interrupted
+    done = {t.trial_id for t in loop.oracle.trials.values() if t.status == "COMPLETED"}
+    loop2, executor2 = make_loop(tmp_path, climb, max_trials=4, capacity=2)
+    outcome2 = loop2.run()
+    rerun = [r["trial_id"] for r in executor2.submitted]
+    assert not set(rerun) & done  # finished trials are not trained again
+    assert outcome2.completed == 4 and len(loop2.oracle.trials) == 4
+
+
+def test_time_budget_stops_new_trials(tmp_path):
+    loop, executor = make_loop(tmp_path, climb, max_trials=50, time_budget_s=1e-9)
+    outcome = loop.run()
+    assert executor.submitted == [] and outcome.completed == 0
+
+
+@pytest.mark.parametrize("max_trials, warned", [(6, True), (40, False)])
+def test_bayesian_budget_inside_initial_points_is_called_random(tmp_path, max_trials, warned):
+    from harness.tuning import _warn_about_budget
+
+    spec = validate_job(
+        tiny_job(tmp_path, tuner={"algorithm": "bayesian", "max_trials": max_trials}),
+        cross_check=False,
+    )
+    oracle = make_oracle(spec.tuner, JobDir(tmp_path / "j"))
+    space = kt.HyperParameters()
+    for name in ("a", "b", "c"):
+        space.Float(name, 0.0, 1.0)
+    oracle.update_space(space)
+    console = Console(record=True, width=200)
+    _warn_about_budget(spec, oracle, console)
+    text = console.export_text()
+    assert ("this search is random search" in text) is warned
+    if warned:
+        assert "9 random initial points" in text
