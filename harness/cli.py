@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,7 +9,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from harness import quiet
 from harness.errors import UserError
+
+# Exit codes a script can trust (README, "Exit codes"); 1 is left to Python: a bug, with its
+# traceback.
+EXIT_USER_ERROR = 2
+EXIT_NO_RESULT = 3
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     help="Tune TensorFlow/Keras models: Keras Tuner search spaces, trials on Ray workers, "
@@ -47,7 +53,7 @@ def tune(
 
     _require_tensorflow()
     spec = load_job(job_file, set_ or [], smoke=smoke)
-    _report(run(spec, console, address=address, overwrite=overwrite))
+    _report(run(spec, console, address=address, overwrite=overwrite), _export_requested(spec))
 
 
 @app.command()
@@ -63,7 +69,7 @@ def resume(
     _require_tensorflow()
     spec = resume_spec(JobDir(job_dir))
     spec.output_dir = str(job_dir)
-    _report(run(spec, console, address=address))
+    _report(run(spec, console, address=address), _export_requested(spec))
 
 
 @app.command()
@@ -72,7 +78,7 @@ def validate(
     set_: SetOption = None,
     smoke: Annotated[bool, typer.Option(help="Apply the job's `smoke:` overrides.")] = False,
 ) -> None:
-    """Check a job file without running it; print the resolved job."""
+    """Check a job file (and its smoke variant) without running it; print the resolved job."""
     import yaml
 
     from harness.job import load_job
@@ -187,26 +193,52 @@ def _require_tensorflow() -> None:
         )
 
 
-def _report(outcome) -> None:
-    best = outcome.best
-    console.print(
-        f"[bold]trials[/] {outcome.completed} completed, {outcome.failed} failed"
-        + (f"; best trial {best[0]} with objective {best[1]:.4f}" if best else "")
-    )
+def _export_requested(spec) -> bool:
+    return spec.export.policy != "none"
+
+
+def _report(outcome, export_requested: bool) -> None:
+    """Prints the exported models and one summary line; exits non-zero unless the job gave
+    what was asked (see `outcome_code`)."""
     for manifest in outcome.exported:
         acc = manifest["test_metrics"].get("accuracy")
         if acc is not None:
             console.print(f"[bold green]test accuracy[/] {acc:.4f} ({manifest['model_name']})")
+    code, verdict = outcome_code(outcome, export_requested)
+    best = outcome.best
+    console.print(
+        f"{verdict}: trials {outcome.completed} completed, {outcome.failed} failed"
+        + (f"; best trial {best[0]} with objective {best[1]:.4f}" if best else ""),
+        soft_wrap=True,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+def outcome_code(outcome, export_requested: bool) -> tuple[int, str]:
+    """The exit code of a finished `tune`/`resume` and the verdict that starts its summary.
+
+    0 only when at least one trial completed, the search was not cut short by failures and the
+    requested export exists: a scheduler can chain the next step on it.
+    """
+    stop_reason = getattr(outcome, "stop_reason", None)  # until harness.tuning records it
     if outcome.interrupted:
-        raise typer.Exit(130)
+        return EXIT_INTERRUPTED, "[yellow]interrupted[/]"
+    if stop_reason:
+        return EXIT_NO_RESULT, f"[red]search stopped[/] ({stop_reason})"
+    if not outcome.completed:
+        return EXIT_NO_RESULT, "[red]no trial completed[/]"
+    if export_requested and not outcome.exported:
+        return EXIT_NO_RESULT, "[red]nothing exported[/]"
+    return 0, "[green]done[/]"
 
 
 def main() -> None:
     """Entry point: user mistakes print one line and exit 2, with no traceback."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet.install()  # before anything imports TensorFlow
     try:
         app()
     except UserError as e:
         for line in str(e).splitlines():
             print(f"error: {line}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)

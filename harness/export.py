@@ -51,14 +51,16 @@ def export_trials(job_dir: JobDir, top: int, console: Console) -> list[dict[str,
     for rank, trial in enumerate(trials, start=1):
         name = base_name if rank == 1 else f"{base_name}_top{rank}"
         console.print(f"[bold]export[/] trial {trial['trial_id']} (rank {rank}) as {name}")
-        manifests.append(export_trial(job_dir, spec, trial, name, rank))
+        manifests.append(export_trial(job_dir, spec, trial, name, rank, console))
         test = manifests[-1]["test_metrics"]
         shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items())
         console.print(f"  test: {shown}  -> {manifests[-1]['path']}")
     return manifests
 
 
-def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: int) -> dict:
+def export_trial(
+    job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: int, console: Console
+) -> dict:
     import keras
     import keras_tuner as kt
 
@@ -70,12 +72,13 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     meta = pipeline.describe(hp)
     keras.backend.clear_session()
     hypermodel = make_hypermodel(spec, meta)
-    model = hypermodel.build(hp)
-    with warnings.catch_warnings():  # the checkpoint also holds optimizer slots; not needed here
-        warnings.simplefilter("ignore")
-        model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
     if spec.export.retrain:
-        _retrain(spec, pipeline, model, hp, trial)
+        model = _retrain(spec, pipeline, hypermodel, hp, trial, console)
+    else:
+        model = hypermodel.build(hp)
+        with warnings.catch_warnings():  # the checkpoint also holds optimizer slots: not needed
+            warnings.simplefilter("ignore")
+            model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
     test_metrics = model.evaluate(pipeline.test_data(hp=hp), return_dict=True, verbose=0)
     shipped, serving = hypermodel.serving(model, pipeline, hp)
     if rank == 1 and meta.task.endswith("classification") and shipped is model:
@@ -87,6 +90,8 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     tmp.mkdir(parents=True)
     try:
         manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version, serving)
+        if spec.export.retrain:
+            manifest["refit"] = {"data": "train+validation", "epochs": _refit_epochs(spec, trial)}
         _write_formats(shipped, serving, tmp, spec.export.formats)
         atomic_write_json(tmp / "manifest.json", manifest)
         final = model_dir / str(version)
@@ -98,27 +103,57 @@ def export_trial(job_dir: JobDir, spec, trial: dict[str, Any], name: str, rank: 
     return manifest
 
 
-def _retrain(spec, pipeline, model, hp, trial) -> None:
-    """Keras Tuner's advice: refit the chosen configuration on train + validation, for as many
-    epochs as its best epoch, from fresh weights."""
+def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
+    """Refits the chosen configuration on train + validation from fresh weights: rebuilt by its
+    hypermodel and trained by the space's own `fit` (phased transfer training, a GAN's steps),
+    for `export.retrain_epochs` (the full schedule) or else as many epochs as its best epoch.
+    Selection stayed on validation; the test split is scored once, after this."""
     import keras
 
     data = pipeline.train_and_validation_data(hp)
+    epochs = _refit_epochs(spec, trial)
+    keras.backend.clear_session()
     keras.utils.set_random_seed(spec.tuner.seed)
-    fresh = keras.models.clone_model(model)  # same architecture, newly initialised weights
-    for var, value in zip(model.weights, fresh.weights, strict=True):
-        var.assign(value)
-    model.compile(
-        optimizer=type(model.optimizer).from_config(model.optimizer.get_config()),
-        loss=model.loss,
-        metrics=["accuracy"],
+    hypermodel.set_training_plan(epochs, data.steps_per_epoch)
+    model = hypermodel.build(hp)
+    console.print(
+        f"  refit on train + validation: {epochs} epochs of {data.steps_per_epoch} steps",
+        highlight=False,
     )
-    model.fit(
+    hypermodel.fit(
+        hp,
+        model,
         data.train,
         steps_per_epoch=data.steps_per_epoch,
-        epochs=int(trial.get("best_step") or 0) + 1,
+        epochs=epochs,
+        callbacks=[_epoch_lines(console, epochs)],
         verbose=0,
     )
+    return model
+
+
+def _refit_epochs(spec, trial: dict[str, Any]) -> int:
+    return spec.export.retrain_epochs or int(trial.get("best_step") or 0) + 1
+
+
+def _epoch_lines(console: Console, epochs: int):
+    """A Keras callback printing one line per refit epoch (long work shows progress)."""
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            elapsed = time.time() - self.started
+            eta = elapsed / (epoch + 1) * (epochs - epoch - 1)
+            shown = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+            console.print(
+                f"  refit epoch {epoch + 1}/{epochs} {shown} ({elapsed:.0f}s, eta {eta:.0f}s)",
+                highlight=False,
+            )
+
+    return EpochLines()
 
 
 def _confusion(job_dir: JobDir, pipeline, model, hp, meta, trial_id: str) -> None:

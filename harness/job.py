@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import re
+import sys
+import tempfile
 import types
 import typing
 from pathlib import Path
@@ -29,9 +32,11 @@ from pydantic import (
 )
 
 from harness.errors import UserError
+from harness.pruning import PruningSpec
 from pipelines import PIPELINES
 from pipelines.base import PipelineConfig
 from search_spaces import SEARCH_SPACES
+from search_spaces.options import NoOptions, SpaceInfo
 
 ALGORITHMS = ("random", "bayesian", "hyperband", "grid")
 
@@ -67,6 +72,19 @@ class TunerSpec(Strict):
     hyperband_iterations: PositiveInt = 1
     bayesian_initial_points: PositiveInt | None = None
     max_consecutive_failed_trials: PositiveInt = 3
+    # Stop losing trials early (ASHA or the median rule); see harness/pruning.py.
+    pruning: PruningSpec = PruningSpec()
+    # A trial running longer than this (from submission) is stopped and FAILED.
+    trial_time_limit_s: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _pruning_fits_algorithm(self) -> TunerSpec:
+        if self.algorithm == "hyperband" and self.pruning.rule != "none":
+            raise ValueError(
+                "hyperband already stops losing trials (successive halving); "
+                "tuner.pruning applies to random, bayesian and grid"
+            )
+        return self
 
 
 class EarlyStoppingSpec(Strict):
@@ -90,7 +108,9 @@ class ResourcesSpec(Strict):
     gpus_per_trial: NonNegativeFloat = 0.0
     max_concurrent_trials: PositiveInt = 1
     max_retries: NonNegativeInt = 2
-    trials_per_worker: PositiveInt = 1
+    # Warm workers: one process per concurrent trial slot runs trial after trial (TensorFlow
+    # imported once). A number here replaces a slot's process after that many trials.
+    trials_per_worker: PositiveInt | None = None
     logical_cpu_devices: PositiveInt | None = None
 
 
@@ -100,6 +120,8 @@ class ExportSpec(Strict):
     formats: list[Literal["keras", "saved_model", "tflite"]] = ["keras", "saved_model"]
     model_name: str | None = None
     retrain: bool = False  # refit the chosen configuration on train + validation first
+    # The refit's epochs (its full schedule); default: the trial's best epoch + 1.
+    retrain_epochs: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _formats_not_empty(self) -> ExportSpec:
@@ -127,28 +149,48 @@ class JobSpec(Strict):
 
 
 def load_job(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> JobSpec:
-    """Reads, overrides and fully validates a job file; raises UserError on any problem."""
+    """Reads, overrides and fully validates a job file; raises UserError on any problem.
+
+    The `smoke` variant is validated too when not asked for: a misspelled smoke key should
+    fail now, not in the next `--smoke` run.
+    """
     path = Path(path)
     raw = read_yaml(path)
+    spec = validate_job(_variant(raw, path, overrides, smoke), source=str(path))
+    if not smoke and raw.get("smoke"):
+        validate_job(_variant(raw, path, overrides, smoke=True), source=f"{path}: smoke")
+    return spec
+
+
+def _variant(raw: dict[str, Any], path: Path, overrides: list[str], smoke: bool) -> dict:
+    """The raw job with its smoke overrides (when `smoke`), then the --set overrides."""
+    raw = copy.deepcopy(raw)
     if smoke:
         smoke_overrides = raw.get("smoke") or {}
         if not isinstance(smoke_overrides, dict):
             raise UserError(f"{path}: smoke: must be a mapping of 'dotted.key: value'")
         for key, value in smoke_overrides.items():
-            set_dotted(raw, key, value, source=f"{path}: smoke")
+            set_dotted(raw, str(key), value, source=f"{path}: smoke")
         if "output_dir" not in smoke_overrides:  # keep smoke runs apart from real ones
             raw["output_dir"] = f"{raw.get('output_dir') or 'runs/' + str(raw.get('name'))}-smoke"
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(raw, key, value, source="--set")
-    return validate_job(raw, source=str(path))
+    return raw
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """The job file's top-level mapping; UserError when it is missing, unreadable or not YAML."""
     if not path.is_file():
         raise UserError(f"job file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{path}: not a text (UTF-8) file: byte {e.object[e.start]:#04x} at offset {e.start}"
+        ) from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -213,32 +255,32 @@ def validate_job(raw: dict[str, Any], source: str = "job", cross_check: bool = T
     return spec
 
 
-def _lookup(registry, name: str, where: str):
+def _lookup(registry, name: str, where: str, method=None):
+    """`registry.get(name)` (or `method(name)`), its UserError prefixed with `where`."""
     try:
-        return registry.get(name)
+        return (method or registry.get)(name)
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
 
 
 def _check_cross_fields(spec: JobSpec, source: str) -> None:
-    hypermodel_cls = _lookup(SEARCH_SPACES, spec.search_space.name, f"{source}: search_space.name")
+    info = _check_search_space(spec.search_space, source)
     pipeline_cls = PIPELINES.get(spec.data.pipeline)
     try:
         pipeline_cls.check_config(spec.data)
     except UserError as e:
         raise UserError(f"{source}: {e}") from None
-    tasks = getattr(hypermodel_cls, "tasks", None)
-    if tasks and pipeline_cls.task not in tasks:
+    if info.tasks and pipeline_cls.task not in info.tasks:
         raise UserError(
-            f"{source}: search_space.name {spec.search_space.name!r} models {', '.join(tasks)} "
-            f"data, but data.pipeline {spec.data.pipeline!r} gives {pipeline_cls.task} data"
+            f"{source}: search_space.name {spec.search_space.name!r} models "
+            f"{', '.join(info.tasks)} data, but data.pipeline {spec.data.pipeline!r} gives "
+            f"{pipeline_cls.task} data"
         )
-    _check_options(hypermodel_cls, spec.search_space.options, source)
     if spec.export.retrain and not hasattr(pipeline_cls, "train_and_validation_data"):
         raise UserError(
             f"{source}: export.retrain is not supported by data.pipeline {spec.data.pipeline!r}"
         )
-    metrics = ["loss", *getattr(hypermodel_cls, "metrics", ["accuracy"])]
+    metrics = ["loss", *info.metrics]
     allowed = metrics + [f"val_{m}" for m in metrics]
     _check_metric(spec.tuner.objective.name, "tuner.objective.name", allowed, source)
     if spec.training.early_stopping:
@@ -247,9 +289,48 @@ def _check_cross_fields(spec: JobSpec, source: str) -> None:
         )
     if spec.resources.cpus_per_trial < 1 and spec.resources.logical_cpu_devices:
         raise UserError(f"{source}: resources.logical_cpu_devices needs cpus_per_trial >= 1")
+    _check_output_dir(spec.job_dir(), source)
 
 
-def _check_options(hypermodel_cls, options: dict[str, Any], source: str) -> None:
+def _check_search_space(space: SearchSpaceSpec, source: str) -> SpaceInfo:
+    """The space's declaration, with `options` checked against it.
+
+    Registered spaces are declared in `search_spaces.options`, so this imports no TensorFlow;
+    a user's `package.module:Class` is imported and read.
+    """
+    where = f"{source}: search_space.name"
+    info = _lookup(SEARCH_SPACES, space.name, where, SEARCH_SPACES.info)
+    if info is None:
+        hypermodel_cls = _lookup(SEARCH_SPACES, space.name, where)
+        _check_hypermodel(hypermodel_cls, space.name, where)
+        _check_signature_options(hypermodel_cls, space.options, source)
+        return SpaceInfo(
+            tasks=tuple(getattr(hypermodel_cls, "tasks", ())),
+            metrics=tuple(getattr(hypermodel_cls, "metrics", ["accuracy"])),
+            options=NoOptions,  # checked above, against the constructor
+        )
+    try:
+        info.options.model_validate(space.options)
+    except ValidationError as e:
+        raise UserError(
+            format_validation_error(e, source, info.options, "search_space.options")
+        ) from None
+    return info
+
+
+def _check_hypermodel(obj: Any, name: str, where: str) -> None:
+    # Without keras_tuner imported (by the user's module), `obj` cannot subclass HyperModel;
+    # asking so keeps a wrong path like 'json:JSONDecoder' from importing TensorFlow.
+    kt = sys.modules.get("keras_tuner")
+    if isinstance(obj, type) and kt is not None and issubclass(obj, kt.HyperModel):
+        return
+    raise UserError(
+        f"{where}: {name!r} is not a hypermodel class; it must subclass "
+        "search_spaces.base.SearchSpace (a keras_tuner.HyperModel)"
+    )
+
+
+def _check_signature_options(hypermodel_cls, options: dict[str, Any], source: str) -> None:
     params = inspect.signature(hypermodel_cls.__init__).parameters
     catch_all = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     allowed = [
@@ -261,6 +342,25 @@ def _check_options(hypermodel_cls, options: dict[str, Any], source: str) -> None
                 f"{source}: search_space.options: unknown option {key!r}; "
                 f"allowed: {', '.join(allowed) or '(none)'}"
             )
+
+
+def _check_output_dir(job_dir: Path, source: str) -> None:
+    """Raises UserError unless the job directory exists or can be created, and is writable.
+
+    Probed by creating (and removing) a folder in it or its nearest existing parent:
+    permission bits do not tell (root, read-only mounts, /proc).
+    """
+    base = job_dir.absolute()
+    try:
+        while not base.exists():
+            base = base.parent
+        if not base.is_dir():
+            raise UserError(f"{source}: output_dir: cannot create {job_dir}: {base} is a file")
+        os.rmdir(tempfile.mkdtemp(prefix=".harness-probe-", dir=base))
+    except OSError as e:
+        raise UserError(
+            f"{source}: output_dir: cannot create {job_dir} (writing in {base}: {e.strerror})"
+        ) from None
 
 
 def _check_metric(name: str, key: str, allowed: list[str], source: str) -> None:
@@ -278,7 +378,7 @@ def format_validation_error(
         key = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
-            allowed = ", ".join(parent.model_fields) if parent else "see docs"
+            allowed = (", ".join(parent.model_fields) or "(none)") if parent else "see docs"
             where = ".".join(([prefix] if prefix else []) + loc[:-1]) or "job"
             lines.append(f"{source}: unknown key {loc[-1]!r} in {where}; allowed keys: {allowed}")
         elif e["type"] == "missing":

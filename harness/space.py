@@ -66,19 +66,31 @@ def discover(hypermodel: kt.HyperModel, hp: kt.HyperParameters) -> kt.HyperParam
     """Builds until every hyperparameter, including those in conditional scopes, is seen.
 
     The approach of Keras Tuner's own `Tuner._activate_all_conditions`: build once with the
-    defaults, then activate each never-seen conditional scope and build again.
+    defaults, then activate each never-seen conditional scope and build again. Each scope is
+    tried once (nested scopes whose parents cannot be activated together would loop forever),
+    and a configuration that cannot be built is skipped here: it fails its own trial later, in
+    a worker, not the driver.
     """
     import keras
 
     hypermodel.declare_hyperparameters(hp)
-    seen: set[str] = set()
+    seen: set[tuple] = set()
     while True:
-        hypermodel.build(hp)
+        try:
+            hypermodel.build(hp)
+        except Exception:  # noqa: BLE001 - the trial that draws it fails with the reason
+            pass
         keras.backend.clear_session()
-        seen.update(repr(c) for c in hp.active_scopes)
-        pending = [c for c in hp.inactive_scopes if repr(c) not in seen]
+        seen.update(_key(c) for c in hp.active_scopes)
+        pending = [c for c in hp.inactive_scopes if _key(c) not in seen]
         if not pending:
             return hp
+        seen.add(_key(pending[0]))
         for condition in pending[0]:
             hp.values[condition.name] = condition.values[0]
         hp.ensure_active_values()
+
+
+def _key(scope: list) -> tuple:
+    """A scope (a list of Keras Tuner conditions) by value: conditions have no value repr."""
+    return tuple((c.name, tuple(c.values)) for c in scope)

@@ -47,9 +47,11 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
     keras.backend.clear_session()
     hypermodel = make_hypermodel(spec, meta)
+    # Schedules span the job's full epochs (a Hyperband round continuing a checkpoint too).
+    hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch)
     with strategy.scope():
         model = hypermodel.build(hp)
-        _warm_start(model, hp, job_dir)
+        warm_start_from = _warm_start(model, hp, job_dir)
     timings["build_s"] = time.perf_counter() - t
 
     if meta.task == "image_classification":
@@ -77,6 +79,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         "trial_id": trial_id,
         "epochs": recorder.history,
         "pruned": recorder.pruned,
+        "warm_start_from": warm_start_from,
         "hyperparameters": hp.get_config(),
         "timings": timings,
         **where,
@@ -93,10 +96,13 @@ def _record_attempt(job_dir: JobDir, trial_id: str) -> dict[str, Any]:
     and retried by Ray leaves one line per attempt, and its pid is there to find."""
     import ray
 
+    context = ray.get_runtime_context() if ray.is_initialized() else None
     where = {
         "node": socket.gethostname(),
-        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+        "node_id": context.get_node_id() if context else None,
         "pid": os.getpid(),
+        # The GPUs Ray gave this worker: a warm worker must keep the same ones for life.
+        "gpu_ids": context.get_accelerator_ids().get("GPU", []) if context else [],
     }
     path = job_dir.trial_dir(trial_id) / "attempts.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,11 +117,13 @@ def _epochs(spec, hp) -> tuple[int, int]:
     return values.get("tuner/epochs", spec.tuner.epochs), values.get("tuner/initial_epoch", 0)
 
 
-def _warm_start(model, hp, job_dir: JobDir) -> None:
-    """Hyperband's later rounds continue from an earlier trial's best checkpoint."""
+def _warm_start(model, hp, job_dir: JobDir) -> str | None:
+    """Hyperband's later rounds continue from an earlier trial's best checkpoint (read from
+    the shared job directory, whichever node wrote it); returns that trial's id."""
     parent = hp.values.get("tuner/trial_id")
     if parent:
         model.load_weights(str(job_dir.checkpoint_path(parent)))
+    return parent
 
 
 def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> list:

@@ -408,10 +408,12 @@ RUN_FIELDS = (
     "node",
     "node_id",
     "pid",
+    "gpu_ids",
     "replicas",
     "global_batch_size",
     "worker_rss_mb",
     "started",
+    "warm_start_from",
 )
 
 

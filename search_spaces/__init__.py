@@ -1,10 +1,15 @@
-"""Keras Tuner hypermodels, found by name (or by a user's `package.module:Class` path)."""
+"""Keras Tuner hypermodels, found by name (or by a user's `package.module:Class` path).
+
+Each entry carries its `SpaceInfo` (tasks, metrics, options schema) so a job validates without
+importing the hypermodel, which imports TensorFlow.
+"""
 
 from harness.registry import Registry
+from search_spaces import options
 
 SEARCH_SPACES = Registry("search space")
-SEARCH_SPACES.register("image_cnn", "search_spaces.image_cnn:ImageCNN")
-SEARCH_SPACES.register("dcgan", "search_spaces.dcgan:DCGAN")
-SEARCH_SPACES.register("transfer", "search_spaces.transfer:TransferLearning")
-SEARCH_SPACES.register("text_rnn", "search_spaces.text_rnn:TextRNN")
-SEARCH_SPACES.register("forecaster", "search_spaces.forecaster:Forecaster")
+SEARCH_SPACES.register("image_cnn", "search_spaces.image_cnn:ImageCNN", options.IMAGE_CNN)
+SEARCH_SPACES.register("dcgan", "search_spaces.dcgan:DCGAN", options.DCGAN)
+SEARCH_SPACES.register("transfer", "search_spaces.transfer:TransferLearning", options.TRANSFER)
+SEARCH_SPACES.register("text_rnn", "search_spaces.text_rnn:TextRNN", options.TEXT_RNN)
+SEARCH_SPACES.register("forecaster", "search_spaces.forecaster:Forecaster", options.FORECASTER)

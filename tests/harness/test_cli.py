@@ -5,10 +5,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+import typer
 import yaml
 
+from harness import quiet
+from harness.cli import _report, outcome_code
 from tests.conftest import REPO, tiny_job
+
+# How a user starts the command: the module, and the script pip installed next to python.
+ENTRY_POINTS = {
+    "python-m": [sys.executable, "-m", "harness"],
+    "installed": [str(Path(sys.executable).with_name("harness"))],
+}
 
 
 def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -20,6 +33,30 @@ def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         env={**os.environ, **(env or {})},
         timeout=300,
     )
+
+
+def run_clean(command: list[str], home: Path) -> subprocess.CompletedProcess:
+    """`command` in a fresh user's environment: no TF_CPP_MIN_LOG_LEVEL, no PYTHONPATH."""
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        timeout=300,
+    )
+
+
+def tf_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if quiet.is_tf_log(line.encode(), True)]
+
+
+@pytest.fixture(params=sorted(ENTRY_POINTS))
+def entry_point(request) -> list[str]:
+    command = ENTRY_POINTS[request.param]
+    if not Path(command[0]).exists():
+        pytest.skip(f"{command[0]} is not installed")
+    return command
 
 
 def test_help_explains_each_command():
@@ -70,3 +107,215 @@ def test_data_import_of_missing_or_corrupt_file(tmp_path):
 def test_unknown_importer_lists_known(tmp_path):
     result = harness("data", "import", "fashion", str(tmp_path / "x.npz"))
     assert result.returncode == 2 and "fashion_mnist" in result.stderr
+
+
+def test_bad_job_in_a_clean_environment_is_one_line(tmp_path, entry_point):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(tiny_job(tmp_path, tuner={"algorithm": "bayes"})))
+    result = run_clean([*entry_point, "tune", str(path)], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: ") and "tuner.algorithm" in result.stderr
+
+
+def test_validate_in_a_clean_environment_prints_no_tensorflow_lines(tmp_path, entry_point):
+    result = run_clean([*entry_point, "validate", "jobs/quickstart.yaml"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "is a valid job" in result.stdout
+
+
+VALIDATE_IN_PROCESS = """
+import sys
+from harness.cli import app
+app(["validate", {job!r}], standalone_mode=False)
+print("tensorflow imported:", "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        "jobs/timeseries_lstm.yaml",
+        pytest.param(
+            "jobs/quickstart.yaml",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="pipelines/augment.py (AugmentConfig's module) imports tensorflow at "
+                "module level; pipelines/text.py likewise imports keras",
+            ),
+        ),
+    ],
+)
+def test_validate_does_not_import_tensorflow(tmp_path, job):
+    code = VALIDATE_IN_PROCESS.format(job=job)
+    result = run_clean([sys.executable, "-c", code], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "tensorflow imported: False" in result.stdout
+
+
+def test_data_import_of_missing_file_in_a_clean_environment_is_one_line(tmp_path, entry_point):
+    missing = tmp_path / "nope.npz"
+    command = [*entry_point, "data", "import", "fashion_mnist", str(missing)]
+    result = run_clean([*command, "--data-dir", str(tmp_path / "data")], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {missing}: no such file (expected a copy of fashion_mnist.npz)"
+    ]
+
+
+def test_filter_drops_tensorflow_lines_and_keeps_tracebacks(tmp_path):
+    code = textwrap.dedent("""
+        from harness import quiet
+        quiet.install()
+        import tensorflow as tf
+        tf.constant(1.0) + 1  # the first op logs cpu_feature_guard's lines
+        raise ValueError("a real bug")
+    """)
+    result = run_clean([sys.executable, "-c", code], tmp_path)
+    assert result.returncode == 1
+    assert tf_lines(result.stderr) == []
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("ValueError: a real bug")
+
+
+def test_filter_forwards_last_words_before_a_crash(tmp_path):
+    code = textwrap.dedent("""
+        import os, sys
+        from harness import quiet
+        quiet.install()
+        os.write(2, b"I0000 00:00:1795528428.192052    5824 port.cc:153] oneDNN custom ops\\n")
+        os.write(2, b"F0000 00:00:17.2  5824 op.cc:1] Check failed: kept, an abort follows\\n")
+        sys.stderr.write("last words, no newline")
+        sys.stderr.flush()
+        os.abort()
+    """)
+    result = run_clean([sys.executable, "-c", code], tmp_path)
+    assert result.returncode == -6  # SIGABRT: no atexit handler ran
+    assert result.stderr == (
+        "F0000 00:00:17.2  5824 op.cc:1] Check failed: kept, an abort follows\n"
+        "last words, no newline"
+    )
+
+
+def test_filter_keeps_an_unfinished_last_line(tmp_path):
+    code = "from harness import quiet; quiet.install(); import sys; sys.stderr.write('no newline')"
+    result = run_clean([sys.executable, "-c", code], tmp_path)
+    assert result.returncode == 0 and result.stderr == "no newline"
+
+
+@pytest.mark.parametrize(
+    "line, dropped",
+    [
+        (
+            "WARNING: All log messages before absl::InitializeLog() is called are written to ...",
+            True,
+        ),
+        (
+            "I0000 00:00:1795528428.192052    5824 port.cc:153] oneDNN custom operations are on.",
+            True,
+        ),
+        ("W0114 10:31:02.123456   12 cuda_dnn.cc:8310] Unable to register cuDNN factory", True),
+        (
+            "(RayTrialActor pid=4242, ip=10.0.0.2) E0000 00:00:17.2  12 cuda_fft.cc:477] Unable",
+            True,
+        ),
+        ("\x1b[36m(pid=4242)\x1b[0m I0000 00:00:17.2  12 port.cc:153] oneDNN", True),
+        ("F0000 00:00:1795528428.2  5824 op.cc:1] Check failed", False),
+        ("error: jobs/x.yaml: tuner.algorithm: ...", False),
+        ("I0 looks like a header but is not", False),
+        ("To enable the following instructions: AVX2 FMA", False),  # only right after a TF line
+    ],
+)
+def test_tf_log_lines_are_recognised(line, dropped):
+    assert quiet.is_tf_log(line.encode()) == dropped
+
+
+def test_cpu_feature_guard_continuation_is_dropped_after_its_header():
+    assert quiet.is_tf_log(b"To enable the following instructions: AVX2 FMA", after_dropped=True)
+
+
+def _outcome(completed=1, failed=0, interrupted=False, exported=("m",), **extra):
+    exported = [{"model_name": m, "test_metrics": {"accuracy": 0.9}} for m in exported]
+    best = ("0001", 0.9) if completed else None
+    return SimpleNamespace(
+        completed=completed,
+        failed=failed,
+        interrupted=interrupted,
+        exported=exported,
+        best=best,
+        **extra,
+    )
+
+
+@pytest.mark.parametrize(
+    "outcome, export_requested, code",
+    [
+        (_outcome(), True, 0),
+        (_outcome(exported=()), False, 0),  # export policy none
+        (_outcome(completed=2, failed=1, stop_reason=None), True, 0),
+        (_outcome(completed=0, failed=3, exported=()), True, 3),
+        (_outcome(completed=0, failed=0, exported=()), False, 3),
+        (_outcome(completed=2, failed=3, stop_reason="3 consecutive trials failed"), True, 3),
+        (_outcome(exported=()), True, 3),  # export asked for, none made
+        (_outcome(interrupted=True, exported=()), True, 130),
+        (_outcome(completed=0, interrupted=True, stop_reason="x", exported=()), True, 130),
+    ],
+)
+def test_exit_code_of_a_finished_job(outcome, export_requested, code):
+    assert outcome_code(outcome, export_requested)[0] == code
+
+
+def test_report_prints_one_summary_line_and_exits_with_the_code(capsys):
+    with pytest.raises(typer.Exit) as info:
+        _report(_outcome(completed=1, failed=3, stop_reason="3 consecutive trials failed"), True)
+    assert info.value.exit_code == 3
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        "search stopped (3 consecutive trials failed): trials 1 completed, 3 failed; "
+        "best trial 0001 with objective 0.9000"
+    )
+    _report(_outcome(), True)  # exit 0: returns
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done: trials 1 completed")
+
+
+def _series_job(tmp_path: Path, **sections) -> dict:
+    """A time-series job: validating it imports no TensorFlow, so each case runs in a second."""
+    job = {
+        "name": "series",
+        "output_dir": str(tmp_path / "job"),
+        "data": {"pipeline": "time_series", "path": str(tmp_path / "s.csv"), "targets": ["t"]},
+        "search_space": {"name": "forecaster"},
+        "tuner": {"objective": {"name": "val_loss", "direction": "min"}},
+    }
+    return {**job, **sections}
+
+
+BAD_JOBS = {
+    "binary file": (None, "not a text (UTF-8) file"),
+    "list as pipeline": ({"data": {"pipeline": [1, 2]}}, "data.pipeline: expected a pipeline"),
+    "list as space": ({"search_space": {"name": [1]}}, "search_space.name"),
+    "output_dir in /proc": ({"output_dir": "/proc/x"}, "output_dir: cannot create /proc/x"),
+    "not a hypermodel": (
+        {"search_space": {"name": "json:JSONDecoder"}},
+        "'json:JSONDecoder' is not a hypermodel class",
+    ),
+    "smoke key misspelled": (
+        {"smoke": {"tuner.max_trails": 1}},
+        "smoke: unknown key 'max_trails' in tuner",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JOBS))
+def test_bad_input_is_one_error_line_and_exit_2(tmp_path, case):
+    sections, expected = BAD_JOBS[case]
+    path = tmp_path / "job.yaml"
+    if sections is None:
+        path.write_bytes(bytes(range(128, 256)))
+    else:
+        path.write_text(yaml.safe_dump(_series_job(tmp_path, **sections)))
+    result = harness("validate", str(path))
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: {path}") and expected in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import yaml
 
 from harness.errors import UserError
 from harness.job import load_job, parse_override, validate_job
+from search_spaces import SEARCH_SPACES
 from tests.conftest import REPO, tiny_job
 
 JOBS = sorted((REPO / "jobs").glob("*.yaml"))
@@ -93,7 +96,36 @@ def test_objective_must_be_a_metric(tmp_path):
 
 def test_unknown_search_space_option(tmp_path):
     message = _error(tmp_path, search_space={"name": "image_cnn", "options": {"depth": 3}})
-    assert "search_space.options" in message and "'depth'" in message
+    assert "unknown key 'depth' in search_space.options; allowed keys: (none)" in message
+
+
+def test_search_space_options_are_checked_by_their_schema(tmp_path):
+    message = _error(tmp_path, search_space={"name": "transfer", "options": {"backbone": "R18"}})
+    assert "search_space.options.backbone" in message and "'ResNet50'" in message
+    text = {"pipeline": "text_classification", "dataset": "imdb_reviews"}
+    message = _error(
+        tmp_path, data=text, search_space={"name": "text_rnn", "options": {"max_rnn_layers": "3"}}
+    )
+    assert "search_space.options.max_rnn_layers" in message and "'3'" in message
+
+
+@pytest.mark.parametrize("name", SEARCH_SPACES.names())
+def test_search_space_declarations_match_their_classes(name):
+    """`search_spaces/options.py` lets validation skip the TensorFlow import; it must agree
+    with what the class itself says (update it with the constructor)."""
+    info, cls = SEARCH_SPACES.info(name), SEARCH_SPACES.get(name)
+    assert info.tasks == tuple(cls.tasks) and info.metrics == tuple(cls.metrics)
+    params = dict(inspect.signature(cls.__init__).parameters)
+    del params["self"], params["meta"]
+    params = {n: p for n, p in params.items() if p.kind != p.VAR_KEYWORD}
+    assert list(info.options.model_fields) == list(params)
+    for option, field in info.options.model_fields.items():
+        assert field.default == params[option].default, option
+    if name == "transfer":
+        from search_spaces.transfer import BACKBONES
+
+        backbones = typing.get_args(info.options.model_fields["backbone"].annotation)
+        assert set(backbones) == set(BACKBONES)
 
 
 def test_missing_required_section(tmp_path):
@@ -110,6 +142,52 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_job(bad)
     with pytest.raises(UserError, match="does not exist"):
         load_job(tmp_path / "nope.yaml")
+
+
+def test_binary_job_file(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"name: x\n\xff\xfe\x00")
+    with pytest.raises(UserError, match=r"job.yaml: not a text \(UTF-8\) file: byte 0xff"):
+        load_job(path)
+
+
+@pytest.mark.parametrize(
+    "sections, key, value",
+    [
+        ({"data": {"pipeline": [1, 2]}}, "data.pipeline", "[1, 2]"),
+        ({"data": {"pipeline": {"name": "x"}}}, "data.pipeline", "{'name': 'x'}"),
+        ({"search_space": {"name": [1]}}, "search_space.name", "[1]"),
+    ],
+)
+def test_a_list_where_a_name_is_expected(tmp_path, sections, key, value):
+    message = _error(tmp_path, **sections)
+    assert message.startswith(f"job.yaml: {key}:") and value in message
+
+
+def test_output_dir_that_cannot_be_created(tmp_path):
+    message = _error(tmp_path, output_dir="/proc/x/job")
+    assert "output_dir: cannot create /proc/x/job" in message
+    (tmp_path / "file").write_text("")
+    message = _error(tmp_path, output_dir=str(tmp_path / "file" / "job"))
+    assert f"{tmp_path / 'file'} is a file" in message
+    assert not list(tmp_path.glob(".harness-probe-*")), "the probe must not leave its folder"
+
+
+def test_import_path_that_is_not_a_hypermodel(tmp_path):
+    for name in ("json:JSONDecoder", "json:dumps"):
+        message = _error(tmp_path, search_space={"name": name})
+        assert f"search_space.name: {name!r} is not a hypermodel class" in message
+    message = _error(tmp_path, search_space={"name": "..json:JSONDecoder"})
+    assert "must look like 'package.module:Name'" in message
+
+
+def test_misspelled_smoke_key_fails_plain_validation(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(tiny_job(tmp_path, smoke={"tuner.max_trails": 1})))
+    with pytest.raises(UserError, match=r"job.yaml: smoke: unknown key 'max_trails' in tuner"):
+        load_job(path)
+    path.write_text(yaml.safe_dump(tiny_job(tmp_path, smoke={"tuner.max_trials": 1})))
+    assert load_job(path).tuner.max_trials == 2  # the smoke block is checked, not applied
 
 
 def test_user_hypermodel_by_import_path(tmp_path):

@@ -47,7 +47,12 @@ def wait_for(condition, timeout: float, what: str, proc=None):
 
 
 def finish(proc, timeout: float = 300) -> str:
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # never leave a driver running after the test
+        out, _ = proc.communicate()
+        pytest.fail(f"driver did not finish in {timeout} s:\n{out}")
     assert proc.returncode == 0, out
     return out
 
@@ -155,3 +160,60 @@ def test_interrupt_saves_state_and_exits_130(tmp_path, data_dir):
     assert "harness resume" in out
     oracle = json.loads((job_dir.oracle_dir / "oracle.json").read_text())
     assert "0" in oracle["ongoing_trials"].values()  # resumable: the trial will run again
+
+
+@pytest.mark.slow
+def test_warm_workers_keep_their_gpus_for_life(tmp_path, data_dir):
+    """Ray declares 2 GPUs (stand-ins on this CPU machine: Ray only sets CUDA_VISIBLE_DEVICES);
+    each warm worker runs several trials and must see the same GPU id in every one."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True, connect=False, head_node_args={"num_cpus": 2, "num_gpus": 2}
+    )
+    try:
+        job = tiny_job(
+            tmp_path,
+            tuner={"max_trials": 6, "epochs": 1},
+            resources={"cpus_per_trial": 1, "gpus_per_trial": 1, "max_concurrent_trials": 2},
+            export={"policy": "none"},
+        )
+        finish(start_driver(job, tmp_path, "--address", cluster.address))
+    finally:
+        cluster.shutdown()
+    runs = [r["run"] for r in JobDir(job["output_dir"]).trial_records()]
+    assert [r["status"] for r in runs] == ["COMPLETED"] * 6
+    gpus_by_pid: dict[int, set] = {}
+    for run in runs:
+        gpus_by_pid.setdefault(run["pid"], set()).add(tuple(run["gpu_ids"]))
+    assert len(gpus_by_pid) == 2  # two warm workers served all six trials
+    assert all(len(ids) == 1 for ids in gpus_by_pid.values())  # each kept its GPU
+    assert {ids.pop() for ids in gpus_by_pid.values()} == {("0",), ("1",)}
+
+
+def test_hyperband_rounds_continue_from_earlier_checkpoints(ray_local, tmp_path):
+    job = tiny_job(
+        tmp_path,
+        tuner={"algorithm": "hyperband", "max_trials": 12, "epochs": 4, "hyperband_factor": 2},
+        export={"policy": "none"},
+    )
+    spec = validate_job(job)
+    tune(spec, Console(quiet=True))
+    records = {r["trial_id"]: r for r in JobDir(spec.job_dir()).trial_records()}
+    continued = [r for r in records.values() if r["run"].get("warm_start_from")]
+    assert continued, "no Hyperband round continued an earlier trial"
+    for record in continued:
+        values = record["hyperparameters"]["values"]
+        parent = records[record["run"]["warm_start_from"]]
+        assert record["run"]["warm_start_from"] == values["tuner/trial_id"]
+        # Same configuration, trained on from where the parent stopped.
+        shared = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        assert shared == {
+            k: v for k, v in parent["hyperparameters"]["values"].items() if k in shared
+        }
+        steps = [o["step"] for o in record["metrics"]["metrics"]["val_accuracy"]["observations"]]
+        assert steps[0] == values["tuner/initial_epoch"] > 0
+        # Loaded weights: the first continued epoch is no worse than a fresh model's first.
+        first_loss = record["metrics"]["metrics"]["loss"]["observations"][0]["value"][0]
+        parent_first = parent["metrics"]["metrics"]["loss"]["observations"][0]["value"][0]
+        assert first_loss < parent_first
