@@ -207,7 +207,8 @@ def _report(outcome, export_requested: bool) -> None:
     code, verdict = outcome_code(outcome, export_requested)
     best = outcome.best
     console.print(
-        f"{verdict}: trials {outcome.completed} completed, {outcome.failed} failed"
+        f"{verdict}: trials {outcome.completed} completed, {outcome.pruned} pruned, "
+        f"{outcome.failed} failed"
         + (f"; best trial {best[0]} with objective {best[1]:.4f}" if best else ""),
         soft_wrap=True,
     )
@@ -221,12 +222,11 @@ def outcome_code(outcome, export_requested: bool) -> tuple[int, str]:
     0 only when at least one trial completed, the search was not cut short by failures and the
     requested export exists: a scheduler can chain the next step on it.
     """
-    stop_reason = getattr(outcome, "stop_reason", None)  # until harness.tuning records it
     if outcome.interrupted:
         return EXIT_INTERRUPTED, "[yellow]interrupted[/]"
-    if stop_reason:
-        return EXIT_NO_RESULT, f"[red]search stopped[/] ({stop_reason})"
-    if not outcome.completed:
+    if outcome.stop_reason:
+        return EXIT_NO_RESULT, f"[red]search stopped[/] ({outcome.stop_reason})"
+    if not outcome.completed + outcome.pruned:  # a pruned trial has a score too
         return EXIT_NO_RESULT, "[red]no trial completed[/]"
     if export_requested and not outcome.exported:
         return EXIT_NO_RESULT, "[red]nothing exported[/]"

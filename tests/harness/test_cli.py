@@ -235,16 +235,20 @@ def test_cpu_feature_guard_continuation_is_dropped_after_its_header():
     assert quiet.is_tf_log(b"To enable the following instructions: AVX2 FMA", after_dropped=True)
 
 
-def _outcome(completed=1, failed=0, interrupted=False, exported=("m",), **extra):
+def _outcome(
+    completed=1, failed=0, interrupted=False, exported=("m",), pruned=0, stop_reason=None
+):
+    """Stands for harness.tuning.JobOutcome (its fields), without importing TensorFlow."""
     exported = [{"model_name": m, "test_metrics": {"accuracy": 0.9}} for m in exported]
-    best = ("0001", 0.9) if completed else None
+    best = ("0001", 0.9) if completed or pruned else None
     return SimpleNamespace(
         completed=completed,
+        pruned=pruned,
         failed=failed,
         interrupted=interrupted,
+        stop_reason=stop_reason,
         exported=exported,
         best=best,
-        **extra,
     )
 
 
@@ -255,6 +259,7 @@ def _outcome(completed=1, failed=0, interrupted=False, exported=("m",), **extra)
         (_outcome(exported=()), False, 0),  # export policy none
         (_outcome(completed=2, failed=1, stop_reason=None), True, 0),
         (_outcome(completed=0, failed=3, exported=()), True, 3),
+        (_outcome(completed=0, pruned=2), True, 0),  # pruned trials have scores: exportable
         (_outcome(completed=0, failed=0, exported=()), False, 3),
         (_outcome(completed=2, failed=3, stop_reason="3 consecutive trials failed"), True, 3),
         (_outcome(exported=()), True, 3),  # export asked for, none made
@@ -272,7 +277,7 @@ def test_report_prints_one_summary_line_and_exits_with_the_code(capsys):
     assert info.value.exit_code == 3
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == (
-        "search stopped (3 consecutive trials failed): trials 1 completed, 3 failed; "
+        "search stopped (3 consecutive trials failed): trials 1 completed, 0 pruned, 3 failed; "
         "best trial 0001 with objective 0.9000"
     )
     _report(_outcome(), True)  # exit 0: returns

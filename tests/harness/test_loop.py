@@ -13,6 +13,7 @@ import keras_tuner as kt
 import pytest
 from rich.console import Console
 
+from harness.cli import outcome_code
 from harness.execution import FakeExecutor
 from harness.job import validate_job
 from harness.jobdir import JobDir, read_json
@@ -66,6 +67,7 @@ def test_runs_max_trials_first_is_default_point(tmp_path):
     loop, executor = make_loop(tmp_path, climb, max_trials=4)
     outcome = loop.run()
     assert outcome.completed == 4 and outcome.failed == 0 and outcome.stop_reason is None
+    assert outcome_code(outcome, export_requested=False)[0] == 0
     assert executor.submitted[0]["hyperparameters"]["values"]["quality"] == 0.5
     best_id, best_score = outcome.best
     assert best_score == max(t.score for t in loop.oracle.trials.values())
@@ -130,6 +132,7 @@ def test_failure_limit_stops_cleanly_and_resume_does_not_rerun_failed(tmp_path):
     assert outcome.failed == 3 and outcome.completed == 0
     assert outcome.stop_reason and "3 trials in a row failed" in outcome.stop_reason
     assert len(executor.submitted) == 3
+    assert outcome_code(outcome, export_requested=False)[0] == 3  # a script sees the failure
     # Resume with a fixed script: the failed trials stay failed, new trials run.
     loop2, executor2 = make_loop(tmp_path, climb, max_trials=5)
     outcome2 = loop2.run()

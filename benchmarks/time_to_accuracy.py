@@ -1,0 +1,188 @@
+"""Time to accuracy: the harness against plain Keras Tuner on the same space, data and budget.
+
+Usage (real data imported into HARNESS_DATA_DIR):
+    python benchmarks/time_to_accuracy.py jobs/fashion_mnist_cnn.yaml --budget-s 1800 \\
+        --out results/tta [--baseline hyperband|bayesian|none] [--harness-oracles asha,random]
+
+For each harness variant, runs `harness tune JOB` with `tuner.time_budget_s` set to the budget
+(export included, so the exported model's test score is on the full test split), and reads each
+trial's end time and objective from the job directory: best-so-far validation objective against
+wall time since the command started. The baseline is what a user would do without the harness:
+the job's search space and data tuned by `kt.Hyperband` or `kt.BayesianOptimization` with
+`tuner.search` in one process, stopped at the same budget; its best model is then scored on the
+same test split. Writes `<out>/curves.json` and `<out>/curves.png` (all curves on one plot).
+`--harness-oracles` runs the harness once per oracle (random, bayesian, hyperband, asha =
+random search with ASHA pruning) for the oracle comparison at equal budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ORACLE_OVERRIDES = {
+    "job": [],
+    "random": ["tuner.algorithm=random", "tuner.pruning.rule=none"],
+    "bayesian": ["tuner.algorithm=bayesian", "tuner.pruning.rule=none"],
+    "hyperband": ["tuner.algorithm=hyperband", "tuner.pruning.rule=none"],
+    "asha": ["tuner.algorithm=random", "tuner.pruning.rule=asha"],
+}
+
+
+def run_harness(job: Path, budget_s: float, out: Path, variant: str) -> dict:
+    """One `harness tune` under the budget; its best-so-far curve and exported test score."""
+    job_dir = out / f"harness-{variant}"
+    overrides = [f"tuner.time_budget_s={budget_s}", f"output_dir={job_dir}"]
+    overrides += ORACLE_OVERRIDES[variant]
+    command = [sys.executable, "-m", "harness", "tune", str(job), "--overwrite"]
+    for item in overrides:
+        command += ["--set", item]
+    started = time.time()
+    log = (out / f"harness-{variant}.log").open("w")
+    code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.time() - started
+    points = []
+    for path in (job_dir / "trials").glob("*/run.json"):
+        run = json.loads(path.read_text())
+        trial = json.loads(
+            (job_dir / "oracle" / f"trial_{path.parent.name}" / "trial.json").read_text()
+        )
+        if trial.get("score") is not None and trial["status"] == "COMPLETED":
+            points.append((run["ended"] - started, trial["score"]))
+    manifests = sorted((job_dir / "export").glob("*/*/manifest.json"))
+    test = json.loads(manifests[0].read_text())["test_metrics"] if manifests else {}
+    return {
+        "name": f"harness ({variant})",
+        "exit_code": code,
+        "wall_s": wall,
+        "curve": best_so_far(points),
+        "test_metrics": test,
+    }
+
+
+def best_so_far(points: list[tuple[float, float]], maximize: bool = True) -> list[list[float]]:
+    curve, best = [], None
+    for t, value in sorted(points):
+        if best is None or (value > best if maximize else value < best):
+            best = value
+            curve.append([t, value])
+    return curve
+
+
+def run_keras_tuner(job: Path, budget_s: float, out: Path, algorithm: str) -> dict:
+    """The baseline: plain Keras Tuner `search` in this process, same space and data."""
+    import keras
+    import keras_tuner as kt
+
+    from harness.job import load_job
+    from harness.space import make_hypermodel
+    from pipelines import PIPELINES
+
+    spec = load_job(job)
+    started = time.time()
+    pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
+    meta = pipeline.describe()
+    data = pipeline.train_data(None)
+    hypermodel = make_hypermodel(spec, meta)
+    hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch)
+    objective = kt.Objective(spec.tuner.objective.name, spec.tuner.objective.direction)
+    common = dict(
+        objective=objective,
+        directory=str(out / f"kt-{algorithm}"),
+        overwrite=True,
+        seed=spec.tuner.seed,
+    )
+    if algorithm == "hyperband":
+        tuner = kt.Hyperband(hypermodel, max_epochs=spec.tuner.epochs, factor=3, **common)
+    else:
+        tuner = kt.BayesianOptimization(hypermodel, max_trials=10**6, **common)
+    points: list[tuple[float, float]] = []
+
+    class Budget(keras.callbacks.Callback):
+        """Records each epoch's objective; stops the search when the budget is spent."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(spec.tuner.objective.name)
+            if value is not None:
+                points.append((time.time() - started, float(value)))
+            if time.time() - started > budget_s:
+                self.model.stop_training = True
+                raise KeyboardInterrupt  # ends tuner.search; the trials so far are kept
+
+    try:
+        tuner.search(
+            data.train,
+            validation_data=data.validation,
+            steps_per_epoch=data.steps_per_epoch,
+            epochs=spec.tuner.epochs,
+            callbacks=[Budget()],
+            verbose=0,
+        )
+    except KeyboardInterrupt:
+        pass
+    wall = time.time() - started
+    best = tuner.get_best_models(1)[0]
+    test = best.evaluate(pipeline.test_data(), return_dict=True, verbose=0)
+    return {
+        "name": f"keras-tuner ({algorithm})",
+        "wall_s": wall,
+        "curve": best_so_far(points),
+        "test_metrics": {k: float(v) for k, v in test.items()},
+    }
+
+
+def plot(results: list[dict], path: Path, objective: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in results:
+        if r["curve"]:
+            t, v = zip(*r["curve"], strict=True)
+            ax.step([x / 60 for x in t], v, where="post", label=r["name"])
+    ax.set_xlabel("wall time (minutes)")
+    ax.set_ylabel(f"best {objective} so far")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("job", type=Path)
+    parser.add_argument("--budget-s", type=float, default=1800)
+    parser.add_argument("--out", type=Path, default=Path("results/time_to_accuracy"))
+    parser.add_argument(
+        "--baseline", choices=["hyperband", "bayesian", "none"], default="hyperband"
+    )
+    parser.add_argument(
+        "--harness-oracles",
+        default="job",
+        help="comma-separated: job, random, bayesian, hyperband, asha",
+    )
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for variant in args.harness_oracles.split(","):
+        results.append(run_harness(args.job, args.budget_s, args.out, variant))
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), flush=True)
+    if args.baseline != "none":
+        results.append(run_keras_tuner(args.job, args.budget_s, args.out, args.baseline))
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), flush=True)
+    (args.out / "curves.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / "curves.png", "validation objective")
+    print(f"wrote {args.out / 'curves.json'} and {args.out / 'curves.png'}")
+
+
+if __name__ == "__main__":
+    main()

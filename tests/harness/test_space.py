@@ -1,0 +1,54 @@
+"""Discovering a search space in the driver: every branch found, bounded work, no crash."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import pytest
+
+from harness.errors import UserError
+from harness.space import discover, populate_space
+
+
+class Nested(kt.HyperModel):
+    """Two levels of conditional scopes; the 'broken' branch cannot be built."""
+
+    def __init__(self):
+        super().__init__()
+        self.builds = 0
+
+    def build(self, hp):
+        import keras
+
+        self.builds += 1
+        kind = hp.Choice("kind", ["a", "b", "broken"], default="a")
+        with hp.conditional_scope("kind", ["a"]):
+            depth = hp.Int("depth", 1, 3, default=1)
+            for i in range(3):
+                with hp.conditional_scope("depth", list(range(i + 1, 4))):
+                    hp.Int(f"units_{i}", 4, 8, default=4)
+        with hp.conditional_scope("kind", ["b"]):
+            hp.Float("rate", 0.0, 0.5, default=0.1)
+        if kind == "broken":
+            raise ValueError("this configuration cannot be built")
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, keras.layers.Dense(depth or 1)(inputs))
+
+
+def test_discover_finds_nested_scopes_with_a_bounded_number_of_builds():
+    model = Nested()
+    names = {h.name for h in discover(model, kt.HyperParameters()).space}
+    assert names == {"kind", "depth", "units_0", "units_1", "units_2", "rate"}
+    assert model.builds <= 8  # one per distinct scope at most, not one per object seen
+
+
+def test_a_configuration_that_cannot_be_built_does_not_stop_the_driver():
+    hp = kt.HyperParameters()
+    hp.Choice("kind", ["a", "b", "broken"], default="broken")
+    names = {h.name for h in discover(Nested(), hp).space}
+    assert {"kind", "depth", "rate"} <= names
+
+
+def test_pinned_value_outside_the_space_is_refused():
+    oracle = kt.oracles.RandomSearchOracle(max_trials=1)
+    with pytest.raises(UserError, match="fixed.depth: 7 is outside the space; allowed: 1..3"):
+        populate_space(oracle, Nested(), {"depth": 7})
