@@ -31,6 +31,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CNN = {
     "family": "plain",
+    "lr_schedule": "constant",
+    "label_smoothing": 0.0,
     "conv_layers": 2,
     "kernel_size": 3,
     "batch_norm": False,

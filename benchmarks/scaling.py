@@ -27,6 +27,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PINNED = {
+    "family": "plain",
+    "lr_schedule": "constant",
+    "label_smoothing": 0.0,
     "conv_layers": 3,
     "kernel_size": 3,
     "batch_norm": False,

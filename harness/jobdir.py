@@ -107,6 +107,20 @@ class JobDir:
             records.append(trial)
         return records
 
+    def driver_alive(self) -> bool:
+        """Whether a driver holds this job's lock now. Probes the lock itself (the OS drops a
+        dead holder's lock), never `driver.pid`, which a killed driver leaves behind."""
+        path = self.root / "driver.lock"
+        if not path.exists():
+            return False
+        probe = filelock.FileLock(str(path))
+        try:
+            probe.acquire(timeout=0)
+        except filelock.Timeout:
+            return True
+        probe.release()
+        return False
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Held by the driver for the whole job; a second driver gets a clear refusal."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from harness import reaper
 from harness.channel import EpochChannel
 from harness.errors import UserError
 from harness.job import ResourcesSpec
@@ -102,6 +103,7 @@ class RayExecutor:
             kwargs["address"] = self.address
         else:
             kwargs.update(include_dashboard=False, object_store_memory=256 * 1024**2)
+            self._reaper = reaper.watch()  # the local Ray dies with this driver, however
         try:
             ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError) as e:

@@ -14,7 +14,7 @@ def trials_table(job_dir: JobDir) -> Table:
     objective = spec["tuner"]["objective"]
     records = job_dir.trial_records()
     best_id = _best_id(records, objective["direction"])
-    driver_alive = (job_dir.root / "driver.pid").exists()
+    driver_alive = job_dir.driver_alive()
     table = Table(title=f"{spec['name']}: {len(records)} trials ({job_dir.root})")
     for column in ("trial", "status", "hyperparameters", objective["name"], "duration"):
         table.add_column(column, overflow="fold")
@@ -32,9 +32,9 @@ def trials_table(job_dir: JobDir) -> Table:
 
 def summary(job_dir: JobDir) -> dict[str, int]:
     counts: dict[str, int] = {}
-    driver_alive = (job_dir.root / "driver.pid").exists()
+    driver_alive = job_dir.driver_alive()
     for t in job_dir.trial_records():
-        status = "INTERRUPTED" if t["status"] == "RUNNING" and not driver_alive else t["status"]
+        status = _status(t, driver_alive).split(" ")[0].rstrip(":")
         counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -48,6 +48,9 @@ def _best_id(records: list[dict[str, Any]], direction: str) -> str | None:
 
 
 def _status(t: dict[str, Any], driver_alive: bool) -> str:
+    pruned = t["run"].get("pruned")
+    if t["status"] == "COMPLETED" and pruned:
+        return f"PRUNED after {pruned['epochs_done']} epochs: {pruned['reason']}"
     if t["status"] == "RUNNING" and not driver_alive:
         return "INTERRUPTED (runs again on resume)"
     if t["status"] == "RUNNING" and t["progress"]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras_tuner as kt
-from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: keras-tuner 1.4
 import psutil
+from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: keras-tuner 1.4
 from rich.console import Console
 
 from harness.channel import EpochChannel

@@ -1,8 +1,11 @@
 """Text classification from a TFDS (text, label) dataset (imdb_reviews, ...) or user CSV/JSONL.
 
 Raw text -> `StandardizeText` (HTML tags, case, punctuation) -> `TextVectorization` token ids
-(0 = padding/mask, 1 = out-of-vocabulary). The vocabulary is adapted on the training split only
-and cached on disk, one JSON file per source, training rows, standardization and vocab size:
+(0 = padding/mask, 1 = out-of-vocabulary). With `ngrams: 2` the tokens are a text's words
+followed by its word pairs (TextVectorization's ngrams: all unigrams first, then all bigrams, so
+a `sequence_length` under twice the text's length cuts bigrams first). The vocabulary is adapted
+on the training split only and cached on disk, one JSON file per source, training rows,
+standardization, n-grams and vocab size:
 
     <cache_dir>/text_vocab/<source>-<vocab_size>-<key>.json   {"key": {...}, "tokens": [...]}
 
@@ -47,6 +50,7 @@ _HTML_TAG = r"<[^>]+>"
 _PUNCTUATION = r'[!"#$%&()\*\+,\-\./:;<=>?@\[\\\]^_`{|}~\']'  # Keras's own default set
 _INT_LABEL = re.compile(r"\s*-?\d+\s*")
 _FILES_ONLY = ("text_field", "label_field", "stratify")
+_TUNABLE = ("vocab_size", "sequence_length", "ngrams")  # each with `<name>_choices`
 
 
 @keras.saving.register_keras_serializable(package="harness")
@@ -118,6 +122,8 @@ class TextClassificationConfig(PipelineConfig):
         None, min_length=1
     )
     sequence_length_choices: list[PositiveInt] | None = Field(None, min_length=1)
+    ngrams: Literal[1, 2] = 1
+    ngrams_choices: list[Literal[1, 2]] | None = Field(None, min_length=1)
     cache_dir: str | None = None
     validation_split: float = Field(0.2, gt=0.0, lt=1.0)
     stratify: bool = False
@@ -142,7 +148,7 @@ class TextClassificationConfig(PipelineConfig):
         if (self.dataset is None) == (self.files is None):
             raise ValueError("give exactly one of dataset (a TFDS name) or files: {train, test}")
         _check_files_only_options(self)
-        for name in ("vocab_size", "sequence_length"):
+        for name in _TUNABLE:
             _check_default_among_choices(
                 name, getattr(self, name), getattr(self, f"{name}_choices")
             )
@@ -193,19 +199,20 @@ class TextClassificationPipeline(Pipeline):
         self.source.check_available()
 
     def declare_hyperparameters(self, hp: Any) -> None:
-        """Registers `vocab_size` / `sequence_length` choices, when the job gives any."""
-        for name in ("vocab_size", "sequence_length"):
+        """Registers `vocab_size` / `sequence_length` / `ngrams` choices, when the job gives
+        any."""
+        for name in _TUNABLE:
             choices = getattr(self.config, f"{name}_choices")
             if choices:
                 hp.Choice(name, choices, default=getattr(self.config, name))
 
     def _sizes(self, hp: Any) -> tuple[int, int]:
         """(vocab_size, sequence_length): `hp`'s choices when declared, else the config's."""
-        vocab_size, sequence_length = (
-            hp.get(name) if hp is not None and name in hp else getattr(self.config, name)
-            for name in ("vocab_size", "sequence_length")
-        )
-        return vocab_size, sequence_length
+        return self._choice(hp, "vocab_size"), self._choice(hp, "sequence_length")
+
+    def _choice(self, hp: Any, name: str) -> int:
+        """One tunable option: `hp`'s value when declared, else the config's."""
+        return hp.get(name) if hp is not None and name in hp else getattr(self.config, name)
 
     def _split_sizes(self) -> tuple[int, int, int]:
         n_train, n_val, n_test = self.source.sizes()
@@ -243,12 +250,14 @@ class TextClassificationPipeline(Pipeline):
         """A `TextVectorization` layer with the training split's vocabulary (from the cache,
         adapting first on a miss): raw strings -> int ids, padded with 0 to sequence_length."""
         vocab_size, sequence_length = self._sizes(hp)
+        ngrams = self._choice(hp, "ngrams")
         return keras.layers.TextVectorization(
             max_tokens=vocab_size,
             standardize=self.standardize(),
             output_mode="int",
             output_sequence_length=sequence_length,
-            vocabulary=self._vocabulary(vocab_size),
+            vocabulary=self._vocabulary(vocab_size, ngrams),
+            ngrams=_ngrams_arg(ngrams),
         )
 
     def serving(self, model: Any, hp: Any = None) -> Serving:
@@ -265,11 +274,12 @@ class TextClassificationPipeline(Pipeline):
         )
 
     def vocabulary_path(self, hp: Any = None) -> Path:
-        """Where the vocabulary for `hp`'s vocab_size is cached (it may not exist yet)."""
-        return self._vocabulary_file(self._sizes(hp)[0])
+        """Where the vocabulary for `hp`'s vocab_size and ngrams is cached (it may not exist
+        yet)."""
+        return self._vocabulary_file(self._sizes(hp)[0], self._choice(hp, "ngrams"))
 
-    def _vocabulary_file(self, vocab_size: int) -> Path:
-        key = self._vocabulary_key(vocab_size)
+    def _vocabulary_file(self, vocab_size: int, ngrams: int) -> Path:
+        key = self._vocabulary_key(vocab_size, ngrams)
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return self._cache_dir() / "text_vocab" / f"{self.source.name}-{vocab_size}-{digest}.json"
 
@@ -278,26 +288,29 @@ class TextClassificationPipeline(Pipeline):
             return Path(self.config.cache_dir).expanduser().resolve()
         return self.source.default_cache_dir()
 
-    def _vocabulary_key(self, vocab_size: int) -> dict[str, Any]:
-        return {
+    def _vocabulary_key(self, vocab_size: int, ngrams: int) -> dict[str, Any]:
+        key = {
             "format": _VOCAB_FORMAT,
             "source": self.source.identity(),
             "lowercase": self.config.lowercase,
             "strip_html": self.config.strip_html,
             "vocab_size": vocab_size,
         }
+        # Unigram keys stay as they were before `ngrams` existed, so their caches still hit.
+        return key if ngrams == 1 else {**key, "ngrams": ngrams}
 
-    def _vocabulary(self, vocab_size: int) -> list[str]:
-        path = self._vocabulary_file(vocab_size)
+    def _vocabulary(self, vocab_size: int, ngrams: int) -> list[str]:
+        path = self._vocabulary_file(vocab_size, ngrams)
         tokens = _read_vocabulary(path)
         if tokens is None:
-            tokens = self._adapt(vocab_size)
-            atomic_write_json(path, {"key": self._vocabulary_key(vocab_size), "tokens": tokens})
+            tokens = self._adapt(vocab_size, ngrams)
+            key = self._vocabulary_key(vocab_size, ngrams)
+            atomic_write_json(path, {"key": key, "tokens": tokens})
         return tokens
 
-    def _adapt(self, vocab_size: int) -> list[str]:
+    def _adapt(self, vocab_size: int, ngrams: int) -> list[str]:
         layer = keras.layers.TextVectorization(
-            max_tokens=vocab_size, standardize=self.standardize()
+            max_tokens=vocab_size, standardize=self.standardize(), ngrams=_ngrams_arg(ngrams)
         )
         # Training split only: validation and test words must be as unseen as a user's new text.
         layer.adapt(self.source.raw("train").map(lambda text, _: text).batch(_VECTORIZE_BATCH))
@@ -344,6 +357,12 @@ class TextClassificationPipeline(Pipeline):
     def raw_test_data(self, batch_size: int = 256):
         """Test batches of (raw string, label), for a model that has the vectorizer inside."""
         return self._eval_dataset(self.source.raw("test"), batch_size)
+
+
+def _ngrams_arg(ngrams: int) -> int | None:
+    """TextVectorization's `ngrams`: None for words alone, so a unigram vectorizer (and the
+    exported models holding it) stays the layer it was before this option."""
+    return None if ngrams == 1 else ngrams
 
 
 def _read_vocabulary(path: Path) -> list[str] | None:

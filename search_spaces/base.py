@@ -1,12 +1,51 @@
-"""The search-space interface: a `keras_tuner.HyperModel` built from the data's description."""
+"""The search-space interface: a `keras_tuner.HyperModel` built from the data's description,
+and the training levers every space shares (optimizer, learning-rate schedule, weight decay,
+label smoothing)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
+import keras
 import keras_tuner as kt
 
 from pipelines.base import DataMeta
+
+# Until the engine says otherwise: the job's default epochs and Keras's default batch size.
+# Guessing the batch small over-estimates the steps, so an unplanned cosine schedule ends with
+# its learning rate still above zero rather than stuck at zero for the last epochs.
+DEFAULT_PLAN_EPOCHS = 10
+DEFAULT_PLAN_BATCH = 32
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+ADAPTIVE = ["adam", "adamw", "rmsprop"]  # per-parameter step sizes: one learning-rate range
+SCHEDULES = ("constant", "cosine", "one_cycle")
+# One-cycle as in PyTorch's OneCycleLR defaults: 30% warm-up from peak / 25, then anneal.
+ONE_CYCLE_WARMUP = 0.3
+ONE_CYCLE_DIV = 25.0
+# Normalisation scales and biases gain nothing from shrinking towards zero (AdamW practice).
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How long a model will train: what a learning-rate schedule is laid out over."""
+
+    epochs: int
+    steps_per_epoch: int
+
+    def __post_init__(self):
+        for name in ("epochs", "steps_per_epoch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainingPlan.{name} must be a positive int, got {value!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
 
 
 class SearchSpace(kt.HyperModel):
@@ -25,6 +64,19 @@ class SearchSpace(kt.HyperModel):
         super().__init__(name=type(self).__name__)
         self.meta = meta
         self.options = options
+        self.training_plan = TrainingPlan(
+            DEFAULT_PLAN_EPOCHS, max(1, meta.num_train // DEFAULT_PLAN_BATCH)
+        )
+
+    def set_training_plan(self, epochs: int, steps_per_epoch: int) -> None:
+        """Tells the space how long the next `build(hp)`'s model will train.
+
+        The engine calls this before `build` in each trial's worker and before an export
+        refit, with the epochs and steps per epoch that `fit` will run; schedules built by
+        `make_optimizer` span exactly that. Without a call, a default plan (10 epochs of
+        `num_train // 32` steps) lets the driver build the space to discover hyperparameters.
+        """
+        self.training_plan = TrainingPlan(epochs, steps_per_epoch)
 
     def serving(self, model, pipeline, hp):
         """The exported model and its raw-input signature: the pipeline's by default. A space
@@ -32,14 +84,128 @@ class SearchSpace(kt.HyperModel):
         return model, pipeline.serving(model, hp)
 
 
-def make_optimizer(hp: kt.HyperParameters, default_lr: float = 1e-3):
-    """Optimizer and learning rate as hyperparameters (shared by every space)."""
-    import keras
+def build_branch(hp: kt.HyperParameters, parent: str, builders: Mapping[Any, Callable[[], T]]) -> T:
+    """Runs the builder `hp[parent]` chooses, inside its conditional scope, and returns its result.
 
-    name = hp.Choice("optimizer", ["adam", "sgd", "rmsprop"], default="adam")
-    lr = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=default_lr)
+    The other branches' scopes are entered too, empty: the driver discovers the space by
+    building once, then activating each scope it saw inactive and building again
+    (`harness.space.discover`, like Keras Tuner's own tuner), so a branch whose scope is never
+    entered would never be searched.
+    """
+    chosen = hp.get(parent)
+    built = None
+    for value, builder in builders.items():
+        with hp.conditional_scope(parent, [value]):
+            if value == chosen:
+                built = builder()
+    return built
+
+
+def make_optimizer(
+    hp: kt.HyperParameters, default_lr: float = 1e-3, plan: TrainingPlan | None = None
+):
+    """Optimizer, learning rate, weight decay and (given a plan) schedule as hyperparameters.
+
+    Each optimizer samples its learning rate from its own range, in its own conditional
+    scope, so random points stay trainable (no SGD at 1e-4). Without `plan` the learning rate
+    is constant and no schedule is declared.
+    """
+    name = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
+    # Every scope is entered whichever optimizer is chosen: an inactive one declares its
+    # hyperparameters (value None), which is how the driver's one build discovers them all.
+    with hp.conditional_scope("optimizer", ADAPTIVE):
+        adaptive_lr = hp.Float("learning_rate", 1e-4, 3e-3, sampling="log", default=default_lr)
+    with hp.conditional_scope("optimizer", ["sgd"]):
+        # SGD with momentum takes ~30x larger steps than the adaptive optimizers.
+        sgd_lr = hp.Float("sgd_learning_rate", 1e-2, 3e-1, sampling="log", default=5e-2)
+    with hp.conditional_scope("optimizer", ["adamw"]):
+        weight_decay = hp.Float("weight_decay", 1e-3, 1e-1, sampling="log", default=1e-2)
+    learning_rate = _schedule(hp, sgd_lr if name == "sgd" else adaptive_lr, plan)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
     if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=lr)
-    return keras.optimizers.Adam(learning_rate=lr)
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    if name == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+        optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+        return optimizer
+    return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def peak_learning_rate(hp: kt.HyperParameters) -> float:
+    """The active optimizer's (peak) learning rate, once `make_optimizer` declared it."""
+    return hp.get("sgd_learning_rate" if hp.get("optimizer") == "sgd" else "learning_rate")
+
+
+def _schedule(hp: kt.HyperParameters, peak: float, plan: TrainingPlan | None):
+    """`peak` as is ("constant"), or a Keras CosineDecay over the plan's steps: "cosine" after
+    a linear warm-up from 0 (`warmup_fraction` of the steps), "one_cycle" after a 30% warm-up
+    from peak / 25. Both end at 0 on the plan's last step."""
+    if plan is None:
+        return peak
+    kind = hp.Choice("lr_schedule", list(SCHEDULES), default="constant")
+    with hp.conditional_scope("lr_schedule", ["cosine"]):
+        cosine_warmup = hp.Choice("warmup_fraction", [0.0, 0.05, 0.1], default=0.05)
+    if kind == "constant":
+        return peak
+    start, fraction = 0.0, cosine_warmup
+    if kind == "one_cycle":
+        start, fraction = peak / ONE_CYCLE_DIV, ONE_CYCLE_WARMUP
+    warmup = round(plan.total_steps * fraction)
+    decay = max(1, plan.total_steps - warmup)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(peak, decay)
+    return keras.optimizers.schedules.CosineDecay(
+        start, decay, warmup_target=peak, warmup_steps=warmup
+    )
+
+
+def classification_loss(hp: kt.HyperParameters):
+    """Cross-entropy on sparse integer labels, with `label_smoothing` as a hyperparameter."""
+    smoothing = hp.Choice("label_smoothing", [0.0, 0.05, 0.1, 0.2], default=0.0)
+    if smoothing == 0.0:
+        return "sparse_categorical_crossentropy"  # the tutorials' loss, exactly
+    return SparseCategoricalCrossentropyWithSmoothing(label_smoothing=smoothing)
+
+
+def compile_classifier(model, hp: kt.HyperParameters, plan: TrainingPlan | None = None) -> None:
+    """Compiles a softmax classifier of sparse integer labels with the shared levers.
+
+    The metric stays the string "accuracy": Keras resolves it from the label and output
+    shapes (sparse labels -> sparse categorical accuracy) whatever the loss, so the objective
+    names `accuracy` / `val_accuracy` do not change with label smoothing.
+    """
+    model.compile(
+        optimizer=make_optimizer(hp, plan=plan),
+        loss=classification_loss(hp),
+        metrics=["accuracy"],
+    )
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class SparseCategoricalCrossentropyWithSmoothing(keras.losses.Loss):
+    """Cross-entropy against smoothed one-hot targets, from sparse integer labels.
+
+    Keras 3's sparse cross-entropy has no `label_smoothing`: this one-hot encodes the labels
+    and uses the categorical one, so pipelines keep yielding integer labels. Registered, so a
+    saved `.keras` model compiles again on load once this module is imported.
+    """
+
+    def __init__(
+        self, label_smoothing: float = 0.1, name: str = "smoothed_crossentropy", **kwargs: Any
+    ):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        from keras import ops
+
+        if len(y_true.shape) == len(y_pred.shape):  # (batch, 1) labels
+            y_true = ops.squeeze(y_true, axis=-1)
+        targets = ops.one_hot(ops.cast(y_true, "int32"), ops.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(
+            targets, y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}

@@ -1,20 +1,29 @@
 """Image CNN whose default point is the TensorFlow tutorial's Fashion-MNIST CNN.
 
 Default: Conv32-Pool-Conv64-Pool-Conv64-Flatten-Dense64-Dropout0.5-Dense(classes), Adam 1e-3.
-From there it grows in depth, filters, kernel size, batch norm, head and optimizer.
+Two families of conv body share the head and the training levers:
+- "plain" (the default): the tutorial's stack, grown in depth, filters, kernel size, batch norm;
+- "vgg": 2-3 blocks of two 3x3 'same' convs with batch norm, max pooling and dropout, filters
+  doubling per block from `vgg_filters` (on Fashion-MNIST a 4-conv batch-norm stack like this
+  reached 92.4% where the tutorial CNN stops at ~90%).
+Training levers: optimizer with per-optimizer learning-rate ranges, AdamW weight decay, constant /
+cosine-with-warm-up / one-cycle schedule over the engine's training plan, label smoothing.
 """
 
 from __future__ import annotations
 
 import keras_tuner as kt
 
-from search_spaces.base import SearchSpace, make_optimizer
+from search_spaces.base import SearchSpace, build_branch, compile_classifier
 
 MAX_CONV_LAYERS = 5
 DEFAULT_FILTERS = (32, 64, 64, 128, 128)
+FAMILIES = ("plain", "vgg")
 
 
 class ImageCNN(SearchSpace):
+    """Rescale -> conv body of one `family` -> flatten or global-average head -> softmax."""
+
     tasks = ("image_classification",)
 
     def build(self, hp: kt.HyperParameters):
@@ -23,15 +32,16 @@ class ImageCNN(SearchSpace):
 
         inputs = keras.Input(shape=self.meta.input_shape, name="image")
         x = layers.Rescaling(1.0 / 255)(inputs)  # raw [0, 255] pixels in, so exports take them
-        x = self._conv_stack(hp, x)
+        hp.Choice("family", list(FAMILIES), default="plain")
+        # Each family's hyperparameters live in its own scope: the oracle samples only those
+        # of the family a trial uses.
+        x = build_branch(
+            hp, "family", {"plain": lambda: self._conv_stack(hp, x), "vgg": lambda: _vgg(hp, x)}
+        )
         x = self._head(hp, x)
         outputs = layers.Dense(self.meta.num_classes, activation="softmax", name="probs")(x)
         model = keras.Model(inputs, outputs, name="image_cnn")
-        model.compile(
-            optimizer=make_optimizer(hp),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        compile_classifier(model, hp, self.training_plan)
         return model
 
     def _conv_stack(self, hp: kt.HyperParameters, x):
@@ -40,11 +50,13 @@ class ImageCNN(SearchSpace):
         depth = hp.Int("conv_layers", 2, MAX_CONV_LAYERS, default=3)
         kernel = hp.Choice("kernel_size", [3, 5], default=3)
         batch_norm = hp.Boolean("batch_norm", default=False)
-        for i in range(depth):
+        widths = []
+        for i in range(MAX_CONV_LAYERS):  # all, so deeper layers' scopes are seen (inactive)
             with hp.conditional_scope("conv_layers", list(range(i + 1, MAX_CONV_LAYERS + 1))):
-                filters = hp.Choice(
-                    f"filters_{i}", [16, 32, 64, 128, 256], default=DEFAULT_FILTERS[i]
+                widths.append(
+                    hp.Choice(f"filters_{i}", [16, 32, 64, 128, 256], default=DEFAULT_FILTERS[i])
                 )
+        for i, filters in enumerate(widths[:depth]):
             # 'valid' like the tutorial while the map stays >= 3 wide; 'same' once it is small.
             padding = "valid" if x.shape[1] >= kernel + 2 else "same"
             x = layers.Conv2D(
@@ -65,3 +77,22 @@ class ImageCNN(SearchSpace):
             hp.Choice("dense_units", [32, 64, 128, 256], default=64), activation="relu"
         )(x)
         return layers.Dropout(hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5))(x)
+
+
+def _vgg(hp: kt.HyperParameters, x):
+    """Blocks of two 3x3 'same' convs (batch norm, ReLU), then max pool and dropout."""
+    from keras import layers
+
+    blocks = hp.Int("vgg_blocks", 2, 3, default=3)
+    base = hp.Choice("vgg_filters", [32, 48, 64, 96, 128], default=32)
+    rate = hp.Choice("vgg_dropout", [0.0, 0.1, 0.2, 0.3], default=0.2)
+    for i in range(blocks):
+        for _ in range(2):
+            # No bias: the batch norm's shift that follows makes it redundant.
+            x = layers.Conv2D(base * 2**i, 3, padding="same", use_bias=False)(x)
+            x = layers.Activation("relu")(layers.BatchNormalization()(x))
+        if x.shape[1] >= 2:
+            x = layers.MaxPooling2D()(x)
+        if rate > 0:
+            x = layers.Dropout(rate)(x)
+    return x

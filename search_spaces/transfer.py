@@ -21,7 +21,7 @@ from keras import layers
 
 from harness.errors import UserError
 from pipelines.base import DataMeta
-from search_spaces.base import SearchSpace, make_optimizer
+from search_spaces.base import SearchSpace, make_optimizer, peak_learning_rate
 
 # ImageNet channel means in BGR order, as `preprocess_input(mode="caffe")` subtracts them.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -208,7 +208,7 @@ class TransferLearning(SearchSpace):
             initial_epoch = head_only.epoch[-1] + 1
             if initial_epoch >= epochs:
                 return head_only
-        rate = hp.get("learning_rate") * hp.get("fine_tune_lr_factor")
+        rate = peak_learning_rate(hp) * hp.get("fine_tune_lr_factor")
         _start_fine_tuning(model, tune_layers, rate)
         tuned = model.fit(*args, epochs=epochs, initial_epoch=initial_epoch, **kwargs)
         return _merge(head_only, tuned)

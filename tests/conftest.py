@@ -99,6 +99,9 @@ def ray_local(data_dir):
 
 # Every image_cnn hyperparameter pinned to a small net (tests that need a fixed model).
 PINNED_CNN = {
+    "family": "plain",
+    "lr_schedule": "constant",
+    "label_smoothing": 0.0,
     "conv_layers": 2,
     "kernel_size": 3,
     "batch_norm": False,

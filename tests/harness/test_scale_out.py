@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from rich.console import Console
@@ -55,6 +56,13 @@ def finish(proc, timeout: float = 300) -> str:
         pytest.fail(f"driver did not finish in {timeout} s:\n{out}")
     assert proc.returncode == 0, out
     return out
+
+
+def _alive(process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def slow_job(tmp_path: Path, **sections) -> dict:
@@ -138,15 +146,29 @@ def test_driver_killed_then_resumed_reaches_the_same_end(tmp_path, data_dir):
         proc,
     )
     first = job_dir.trial_records()[0]
+    local_ray = psutil.Process(proc.pid).children(recursive=True)
+    assert any("raylet" in " ".join(p.cmdline()) for p in local_ray)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # The local Ray the driver started dies with it (its agents ignore SIGTERM), and
+    # `harness status` sees the driver as dead although driver.pid is still there.
+    wait_for(lambda: not [p for p in local_ray if _alive(p)], 60, "the local Ray to exit")
+    assert (job_dir.root / "driver.pid").exists() and not job_dir.driver_alive()
+    status = subprocess.run(
+        [sys.executable, "-m", "harness", "status", job["output_dir"]],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "INTERRUPTED" in status.stdout and "RUNNING" not in status.stdout
     out = finish(start_driver(job, tmp_path, command="resume"))
     records = job_dir.trial_records()
     assert [r["trial_id"] for r in records] == ["0", "1", "2"]  # no duplicates, none lost
     assert all(r["status"] == "COMPLETED" for r in records)
     assert records[0]["run"]["runs"] == 1 and records[0]["score"] == first["score"]
     assert records[1]["run"]["runs"] == 2  # the trial in flight ran again
-    assert "3 completed, 0 failed" in out
+    assert "3 completed, 0 pruned, 0 failed" in out
 
 
 def test_interrupt_saves_state_and_exits_130(tmp_path, data_dir):

@@ -161,6 +161,64 @@ def test_choices_register_hyperparameters_and_change_shapes(files):
     assert test_ids.shape == (64, 8)
 
 
+def decoded(vectorizer, texts: list[str]) -> list[list[str]]:
+    """The tokens each text vectorizes to, padding dropped."""
+    vocabulary = vectorizer.get_vocabulary()
+    ids = vectorizer(tf.constant(texts)).numpy()
+    return [[str(vocabulary[i]) for i in row if i] for row in ids]
+
+
+def test_bigrams_follow_the_words_and_are_learned_from_train_only(files):
+    vectorizer = make(files, ngrams=2).vectorizer()
+    assert decoded(vectorizer, ["The movie!", "testrow1 the movie"]) == [
+        ["the", "movie", "the movie"],
+        ["[UNK]", "the", "movie", "[UNK]", "the movie"],  # test words are unseen, pairs too
+    ]
+    vocabulary = vectorizer.get_vocabulary()
+    assert not [w for w in vocabulary if "testrow" in w]
+
+
+def test_ngrams_key_the_vocabulary_cache(files, adapt_calls):
+    unigrams = make(files, vocab_size=200).vectorizer().get_vocabulary()
+    bigrams = make(files, vocab_size=200, ngrams=2).vectorizer().get_vocabulary()
+    assert len(adapt_calls) == 2 and not [w for w in unigrams if " " in w]
+    assert len([w for w in bigrams if " " in w]) > 50
+    assert make(files, vocab_size=200, ngrams=2).vectorizer().get_vocabulary() == bigrams
+    assert len(adapt_calls) == 2  # loaded, not adapted again
+    paths = {n: make(files, vocab_size=200, ngrams=n).vocabulary_path() for n in (1, 2)}
+    assert paths[1] != paths[2]
+    # A unigram key is what it was before `ngrams` existed, so older caches still hit.
+    assert "ngrams" not in json.loads(paths[1].read_text())["key"]
+    assert json.loads(paths[2].read_text())["key"]["ngrams"] == 2
+
+
+def test_ngrams_choices_register_a_hyperparameter(files):
+    import keras_tuner as kt
+
+    pipeline = make(files, ngrams_choices=[1, 2], sequence_length=32)
+    hp = kt.HyperParameters()
+    pipeline.declare_hyperparameters(hp)
+    assert hp.values == {"ngrams": 1}
+    assert pipeline.config.fingerprint() != make(files, sequence_length=32).config.fingerprint()
+    counts = {}
+    for ngrams in (1, 2):
+        hp.values["ngrams"] = ngrams
+        ids, _ = next(iter(pipeline.test_data(8, hp=hp)))
+        counts[ngrams] = np.count_nonzero(ids.numpy(), axis=1)
+    # Each review is 7 words: with bigrams, 7 words + 6 pairs.
+    assert set(counts[1]) == {7} and set(counts[2]) == {13}
+    assert pipeline.describe(hp).input_shape == (32,)
+
+
+def test_a_bigram_vectorizer_inside_a_saved_keras_model_reloads(files, tmp_path):
+    vectorizer = make(files, ngrams=2).vectorizer()
+    text = keras.Input(shape=(), dtype="string")
+    keras.Model(text, vectorizer(text)).save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    raw = tf.constant(["The GREAT film<br />row3!", "boring plot"])
+    np.testing.assert_array_equal(reloaded(raw), vectorizer(raw))
+
+
 def test_stratified_validation_keeps_class_proportions(tmp_path):
     labels = [0] * 6 + [1] * 3 + [2]  # 60% / 30% / 10%
     train = write(tmp_path / "train.csv.gz", reviews(300, "row", labels))
@@ -230,6 +288,8 @@ def test_truncated_gzip_names_the_file(tmp_path):
         ({"files": {"train": "a.txt", "test": "b.csv"}}, "must end in .csv or .jsonl"),
         ({"vocab_size_choices": [50, 100]}, "vocab_size=10000 is the default choice"),
         ({"vocab_size": 2}, "greater than or equal to 3"),
+        ({"ngrams_choices": [2]}, "ngrams=1 is the default choice and must be one of"),
+        ({"ngrams": 3}, "Input should be 1 or 2"),
         ({"stratify": True}, "stratify applies to files only"),
     ],
 )

@@ -1,4 +1,5 @@
-"""The image CNN space: default point = the tutorial CNN; every branch builds and trains."""
+"""The image CNN space: default point = the tutorial CNN; every branch (the plain stack, VGG-style
+blocks, the training levers) builds and trains."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def test_default_point_is_the_tutorial_cnn():
     assert model.layers[-2].rate == 0.5
     assert type(model.optimizer).__name__ == "Adam"
     assert np.isclose(float(model.optimizer.learning_rate), 1e-3)
+    model.optimizer.iterations.assign(10_000)  # constant: no schedule at the default point
+    assert np.isclose(float(model.optimizer.learning_rate), 1e-3)
+    assert model.loss == "sparse_categorical_crossentropy"  # no label smoothing
 
 
 @pytest.mark.parametrize(
@@ -46,8 +50,9 @@ def test_default_point_is_the_tutorial_cnn():
         {"conv_layers": 5, "kernel_size": 5},
         {"batch_norm": True},
         {"head": "global_avg", "dense_units": 256},
-        {"optimizer": "sgd", "learning_rate": 0.01},
+        {"optimizer": "sgd", "sgd_learning_rate": 0.1, "lr_schedule": "one_cycle"},
         {"optimizer": "rmsprop", "dropout": 0.0},
+        {"optimizer": "adamw", "lr_schedule": "cosine", "label_smoothing": 0.1},
     ],
     ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()),
 )
@@ -66,6 +71,68 @@ def test_branches_build_and_train_one_step(pinned):
         assert "BatchNormalization" in layer_types
     if pinned.get("head") == "global_avg":
         assert "GlobalAveragePooling2D" in layer_types and "Flatten" not in layer_types
+    assert type(model.optimizer).__name__.lower() == pinned.get("optimizer", "adam")
+    if "label_smoothing" in pinned:
+        assert model.loss.label_smoothing == pinned["label_smoothing"]
+    peak = pinned.get("sgd_learning_rate", 1e-3)
+    rate = float(model.optimizer.learning_rate)  # after 1 step of the default plan's 30
+    if pinned.get("lr_schedule", "constant") == "constant":
+        assert np.isclose(rate, peak)
+    else:
+        assert 0 < rate < 0.6 * peak  # still warming up
+
+
+def train_one_step(model, shape=(28, 28, 1)) -> dict:
+    x = np.random.randint(0, 255, size=(8, *shape)).astype("float32")
+    y = np.random.randint(0, 10, size=(8,))
+    return model.train_on_batch(x, y, return_dict=True)
+
+
+@pytest.mark.parametrize(
+    "pinned, filters, head",
+    [
+        ({"family": "vgg"}, [32, 32, 64, 64, 128, 128], "Flatten"),
+        (
+            {"family": "vgg", "vgg_blocks": 2, "vgg_filters": 64, "vgg_dropout": 0.0},
+            [64, 64, 128, 128],
+            "Flatten",
+        ),
+        (
+            {"family": "vgg", "head": "global_avg", "vgg_filters": 48},
+            [48, 48, 96, 96, 192, 192],
+            "GlobalAveragePooling2D",
+        ),
+    ],
+    ids=["default_vgg", "2_blocks_64", "global_avg_48"],
+)
+def test_vgg_blocks_build_and_train_one_step(pinned, filters, head):
+    hp = kt.HyperParameters()
+    for name, value in pinned.items():
+        hp.Fixed(name, value)
+    model = ImageCNN(META).build(hp)
+    logs = train_one_step(model)
+    assert np.isfinite(logs["loss"]) and "accuracy" in logs
+    layers = model.layers
+    convs = [layer for layer in layers if type(layer).__name__ == "Conv2D"]
+    assert [conv.filters for conv in convs] == filters
+    assert all(conv.padding == "same" and conv.kernel_size == (3, 3) for conv in convs)
+    types = [type(layer).__name__ for layer in layers]
+    assert types.count("BatchNormalization") == len(convs)  # every conv is normalised
+    assert types.count("MaxPooling2D") == len(convs) // 2  # one pool per block of two
+    rate = pinned.get("vgg_dropout", 0.2)
+    block_dropouts = [layer.rate for layer in layers if type(layer).__name__ == "Dropout"][:-1]
+    assert block_dropouts == ([rate] * (len(convs) // 2) if rate else [])
+    assert head in types and model.output.shape[-1] == 10
+
+
+def test_vgg_fits_cifar_sized_colour_images():
+    meta = DataMeta("image_classification", (32, 32, 3), 10, META.class_names, 100, 10, 10, "t")
+    hp = kt.HyperParameters()
+    hp.Fixed("family", "vgg")
+    model = ImageCNN(meta).build(hp)
+    pooled = [layer for layer in model.layers if type(layer).__name__ == "MaxPooling2D"]
+    assert pooled[-1].output.shape[1:] == (4, 4, 128)
+    assert np.isfinite(train_one_step(model, (32, 32, 3))["loss"])
 
 
 def test_deeper_nets_keep_a_valid_feature_map_on_small_images():

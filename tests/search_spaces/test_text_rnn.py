@@ -1,5 +1,6 @@
-"""The text RNN space: default point = the tutorial LSTM; every branch builds and trains; padding
-is masked; bad options fail loudly."""
+"""The text space: default point = the tutorial LSTM; every family (RNN, pooled embeddings,
+Conv1D) and branch builds and trains; padding never changes a prediction; bad options fail
+loudly."""
 
 from __future__ import annotations
 
@@ -90,6 +91,8 @@ def test_default_point_is_the_tutorial_lstm():
     assert model.loss == "sparse_categorical_crossentropy"
     assert type(model.optimizer).__name__ == "Adam"
     assert np.isclose(float(model.optimizer.learning_rate), 1e-3)
+    model.optimizer.iterations.assign(10_000)  # constant: no schedule at the default point
+    assert np.isclose(float(model.optimizer.learning_rate), 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -126,12 +129,49 @@ def test_branches_build_and_train_one_step(pinned):
 
 
 @pytest.mark.parametrize(
+    "pinned, width",
+    [
+        ({"family": "pooled"}, 128),
+        ({"family": "pooled", "pooling": "avg_max", "embedding_dim": 64}, 128),
+        ({"family": "pooled", "pooling": "max", "optimizer": "adamw"}, 128),
+        ({"family": "conv1d", "conv_kernel_size": 7, "conv_filters": 64}, 64),
+    ],
+    ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) if isinstance(p, dict) else "",
+)
+def test_other_families_build_and_train_one_step(pinned, width):
+    model = TextRNN(META).build(pinned_hp(pinned))
+    rng = np.random.default_rng(0)
+    logs = model.train_on_batch(tiny_batch(rng), rng.integers(0, 2, size=BATCH), return_dict=True)
+    assert np.isfinite(logs["loss"]) and "accuracy" in logs  # the empty row gives no NaN
+    assert not recurrent_layers(model)
+    assert not model.get_layer(index=1).mask_zero  # masks by token id, not Keras masks
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"]
+    if pinned["family"] == "conv1d":
+        assert [(c.kernel_size, c.filters, c.padding) for c in convs] == [((7,), 64, "same")]
+    else:
+        assert not convs
+    assert head_input(model).output.shape[-1] == width  # avg_max: both poolings side by side
+    assert model.name == f"text_{pinned['family']}"
+
+
+def test_the_rnn_family_is_the_default_and_only_it_declares_rnn_choices():
+    hp = kt.HyperParameters()
+    TextRNN(META).build(hp)
+    family = next(h for h in hp.space if h.name == "family")
+    assert (family.default, list(family.values)) == ("rnn", ["rnn", "pooled", "conv1d"])
+    cell = next(h for h in hp.space if h.name == "cell")
+    assert [(c.name, c.values) for c in cell.conditions] == [("family", ["rnn"])]
+
+
+@pytest.mark.parametrize(
     "pinned",
     [
         {},
         {"cell": "gru", "bidirectional": True},
         {"head": "max_pool", "bidirectional": True},
         {"head": "avg_pool", "cell": "simple_rnn", "rnn_layers": 2},
+        {"family": "pooled", "pooling": "avg_max"},
+        {"family": "conv1d", "conv_kernel_size": 7},
     ],
     ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default",
 )
@@ -155,11 +195,16 @@ def test_padding_does_not_change_the_prediction(pinned):
     assert np.abs(np.asarray(fixed(longer)) - unpadded).max() > 1e-3
 
 
-@pytest.mark.parametrize("head", ["max_pool", "avg_pool"])
-def test_pooling_heads_survive_a_keras_file_round_trip(head, tmp_path):
+@pytest.mark.parametrize(
+    "pinned",
+    [{"head": "max_pool"}, {"head": "avg_pool"}, {"family": "pooled", "pooling": "avg_max"},
+     {"family": "conv1d"}],
+    ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()),
+)  # fmt: skip
+def test_pooling_heads_survive_a_keras_file_round_trip(pinned, tmp_path):
     # The heads are plain Keras ops, not custom layers, so the export's model.keras loads in
     # plain Keras (no custom objects to register) and predicts the same.
-    model = TextRNN(META).build(pinned_hp({"head": head}))
+    model = TextRNN(META).build(pinned_hp(pinned))
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
     x = tiny_batch(np.random.default_rng(0))
