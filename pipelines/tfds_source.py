@@ -36,6 +36,8 @@ def known_datasets() -> frozenset[str]:
 
 def check_dataset_name(name: str) -> None:
     base = name.split("/")[0].split(":")[0]
+    if base in IMPORTERS.names():  # offline-importable names are TFDS names: no TFDS import
+        return
     if base in known_datasets():
         return
     close = difflib.get_close_matches(base, sorted(known_datasets()), n=3)

@@ -18,7 +18,7 @@ from harness.execution import FakeExecutor
 from harness.job import validate_job
 from harness.jobdir import JobDir, read_json
 from harness.oracles import make_oracle
-from harness.tuning import TrialLoop, make_channel
+from harness.tuning import TrialLoop, _prepare_job_dir, make_channel
 from tests.conftest import tiny_job
 
 QUIET = Console(quiet=True)
@@ -36,7 +36,7 @@ def make_loop(tmp_path: Path, script, capacity: int = 1, **tuner):
     tuner = {"algorithm": "random", "max_trials": 6, "epochs": 9, "seed": 3, **tuner}
     spec = validate_job(tiny_job(tmp_path, tuner=tuner), cross_check=False)
     job_dir = JobDir(spec.job_dir())
-    job_dir.root.mkdir(parents=True, exist_ok=True)
+    _prepare_job_dir(job_dir, spec, overwrite=False)  # job.json, as `harness tune` writes it
     oracle = make_oracle(spec.tuner, job_dir)
     space = kt.HyperParameters()
     space.Float("quality", 0.05, 1.0, default=0.5)
@@ -196,3 +196,68 @@ def test_bayesian_budget_inside_initial_points_is_called_random(tmp_path, max_tr
     assert ("this search is random search" in text) is warned
     if warned:
         assert "9 random initial points" in text
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian", "grid", "hyperband"])
+def test_each_oracle_drives_the_loop_to_its_end(tmp_path, algorithm):
+    def script(request):
+        values = request["hyperparameters"]["values"]
+        epochs = values.get("tuner/epochs", request["job"]["tuner"]["epochs"])
+        start = values.get("tuner/initial_epoch", 0)
+        for epoch in range(start, epochs):
+            yield {"loss": 1.0, "val_accuracy": values["quality"] * (epoch + 1) / epochs}
+
+    extra = {"hyperband_factor": 3} if algorithm == "hyperband" else {}
+    loop, executor = make_loop(
+        tmp_path, script, capacity=2, algorithm=algorithm, max_trials=6, epochs=3, **extra
+    )
+    outcome = loop.run()
+    assert outcome.completed == len(loop.oracle.trials) == len(executor.submitted) > 1
+    assert outcome.best[1] == max(t.score for t in loop.oracle.trials.values())
+    if algorithm != "grid":  # grid walks the space from its first values instead
+        assert executor.submitted[0]["hyperparameters"]["values"]["quality"] == 0.5
+    strict_json_everywhere(loop.job_dir.root)
+
+
+def test_status_reads_the_job_directory_and_marks_best_and_pruned(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    loop, _ = make_loop(tmp_path, climb, max_trials=8, pruning={"rule": "asha"})
+    outcome = loop.run()
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "status", str(loop.job_dir.root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{outcome.best[0]} ★ best" in result.stdout
+    assert "PRUNED after 1 epochs: ASHA" in result.stdout
+    assert f"{outcome.completed} completed" in result.stdout
+    assert f"{outcome.pruned} pruned" in result.stdout.lower()
+
+
+def test_changed_job_is_refused_on_the_same_directory(tmp_path):
+    from harness.errors import UserError
+
+    spec = validate_job(tiny_job(tmp_path), cross_check=False)
+    job_dir = JobDir(spec.job_dir())
+    _prepare_job_dir(job_dir, spec, overwrite=False)
+    budget = validate_job(tiny_job(tmp_path, tuner={"max_trials": 9}), cross_check=False)
+    _prepare_job_dir(job_dir, budget, overwrite=False)  # budgets may change
+    other = validate_job(tiny_job(tmp_path, tuner={"algorithm": "grid"}), cross_check=False)
+    with pytest.raises(UserError, match="holds a different job.*tuner.algorithm"):
+        _prepare_job_dir(job_dir, other, overwrite=False)
+
+
+def test_time_budget_spans_resumes(tmp_path):
+    loop, _ = make_loop(tmp_path, climb, max_trials=1)
+    loop.run()
+    elapsed = read_json(loop.job_dir.state_path)["elapsed_s"]
+    assert elapsed > 0
+    # A resume whose budget the first run already used up starts no new trial.
+    loop2, executor2 = make_loop(tmp_path, climb, max_trials=5, time_budget_s=elapsed / 2)
+    outcome = loop2.run()
+    assert executor2.submitted == [] and outcome.completed == 1

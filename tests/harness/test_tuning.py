@@ -24,14 +24,10 @@ def run(tmp_path, **sections):
     return spec, tune(spec, QUIET)
 
 
-@pytest.mark.parametrize("algorithm", ["random", "bayesian", "grid", "hyperband"])
-def test_each_oracle_runs_trials_and_records_them(ray_local, tmp_path, algorithm):
-    tuner = {
-        "algorithm": algorithm,
-        "max_trials": 2,
-        "epochs": 2 if algorithm == "hyperband" else 1,
-        "hyperband_factor": 2,
-    }
+# Each oracle drives the loop in test_loop.py (FakeExecutor); here one real run on Ray shows what
+# a worker records. Hyperband on Ray: test_scale_out.py's warm-start test.
+def test_trials_on_ray_are_recorded(ray_local, tmp_path):
+    tuner = {"algorithm": "random", "max_trials": 2, "epochs": 1}
     spec, outcome = run(tmp_path, tuner=tuner, export={"policy": "none"})
     job_dir = JobDir(spec.job_dir())
     records = job_dir.trial_records()
@@ -43,9 +39,10 @@ def test_each_oracle_runs_trials_and_records_them(ray_local, tmp_path, algorithm
         assert job_dir.checkpoint_path(tid).exists()
         assert list((job_dir.tensorboard_dir / tid / "validation").glob("events.out.tfevents*"))
         assert record["run"]["timings"]["fit_s"] > 0 and record["run"]["replicas"] == 1
-    if algorithm != "grid":  # grid walks the space from its first values instead
-        first = records[0]["hyperparameters"]["values"]
-        assert first["conv_layers"] == 3 and first["optimizer"] == "adam"  # the default point
+    first = records[0]["hyperparameters"]["values"]
+    assert first["conv_layers"] == 3 and first["optimizer"] == "adam"  # the default point
+    # Both trials ran in one warm worker per slot: at most 2 processes for 2 slots.
+    assert len({r["run"]["pid"] for r in records}) <= 2
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(ray_local, tmp_path):
@@ -66,24 +63,6 @@ def test_failed_trial_is_recorded_and_search_goes_on(ray_local, tmp_path):
     assert by_explode[True]["status"] == "FAILED"
     assert "boom: this configuration cannot be built" in by_explode[True]["message"]
     assert outcome.completed == 1 and outcome.failed == 1
-
-
-def test_resume_keeps_finished_trials(ray_local, tmp_path):
-    spec, _ = run(tmp_path, tuner={"max_trials": 1}, export={"policy": "none"})
-    job_dir = JobDir(spec.job_dir())
-    first = job_dir.trial_records()[0]
-    spec, outcome = run(tmp_path, tuner={"max_trials": 2}, export={"policy": "none"})
-    records = job_dir.trial_records()
-    assert len(records) == 2 and outcome.completed == 2
-    assert records[0]["trial_id"] == first["trial_id"]
-    assert records[0]["run"]["runs"] == 1  # not trained again
-    assert records[0]["score"] == first["score"]
-
-
-def test_changed_job_is_refused_on_same_directory(ray_local, tmp_path):
-    run(tmp_path, tuner={"max_trials": 1}, export={"policy": "none"})
-    with pytest.raises(UserError, match="holds a different job.*tuner.algorithm"):
-        run(tmp_path, tuner={"max_trials": 1, "algorithm": "bayesian"})
 
 
 def test_second_driver_is_refused(tmp_path, data_dir):
@@ -131,52 +110,9 @@ def test_export_writes_loadable_models_with_manifest(ray_local, tmp_path):
     assert served.shape == (3, 10) and np.allclose(served.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_status_table_marks_best(ray_local, tmp_path):
-    spec, outcome = run(tmp_path, export={"policy": "none"})
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "status", str(spec.job_dir())],
-        capture_output=True,
-        text=True,
-        env={"COLUMNS": "200", "PATH": "/usr/bin"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"{outcome.best[0]} ★ best" in result.stdout
-    assert "COMPLETED" in result.stdout and "conv_layers=" in result.stdout
-    assert "2 completed" in result.stdout
-
-
-def test_consecutive_failures_stop_the_search_with_records_closed(ray_local, tmp_path):
-    space = {
-        "name": "tests.helpers.hypermodels:ExplodingCNN",
-        "fixed": {"explode": True, "conv_layers": 2},
-    }
-    spec, outcome = run(
-        tmp_path,
-        search_space=space,
-        export={"policy": "none"},
-        resources={"max_concurrent_trials": 1},
-        tuner={"max_trials": 5, "max_consecutive_failed_trials": 2},
-    )
-    records = JobDir(spec.job_dir()).trial_records()
-    assert [r["status"] for r in records] == ["FAILED", "FAILED"]  # stopped after 2, not 5
-    assert all(r["run"]["status"] == "FAILED" for r in records)
-    assert outcome.failed == 2 and outcome.best is None
-
-
 def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
     spec = validate_job(
         tiny_job(tmp_path, search_space={"name": "image_cnn", "fixed": {"conv_layers": 0}})
     )
     with pytest.raises(UserError, match=r"search_space.fixed.conv_layers: 0 is outside.*2..5"):
         tune(spec, QUIET)
-
-
-def test_time_budget_spans_resumes(ray_local, tmp_path):
-    spec, _ = run(tmp_path, tuner={"max_trials": 1}, export={"policy": "none"})
-    state = JobDir(spec.job_dir()).state_path
-    assert json.loads(state.read_text())["elapsed_s"] > 0
-    # A resume whose budget the earlier run already used up starts no new trial.
-    _, outcome = run(
-        tmp_path, tuner={"max_trials": 3, "time_budget_s": 0.5}, export={"policy": "none"}
-    )
-    assert outcome.completed == 1 and len(JobDir(spec.job_dir()).trial_records()) == 1

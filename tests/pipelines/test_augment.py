@@ -7,14 +7,8 @@ import pytest
 import tensorflow as tf
 from pydantic import ValidationError
 
-from pipelines.augment import (
-    BATCH_OPS,
-    OPS,
-    AugmentConfig,
-    make_augment_fn,
-    make_batch_augment_fn,
-    rotate,
-)
+from pipelines.augment import AugmentConfig, make_augment_fn, make_batch_augment_fn
+from pipelines.augment_ops import BATCH_OPS, OPS, rotate
 
 SHAPES = [(28, 28, 1), (32, 32, 3)]
 N = 6

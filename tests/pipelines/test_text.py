@@ -18,7 +18,8 @@ import tensorflow as tf
 from pydantic import ValidationError
 
 from harness.errors import UserError
-from pipelines.text import StandardizeText, TextClassificationConfig, TextClassificationPipeline
+from pipelines.text import TextClassificationConfig, TextClassificationPipeline
+from pipelines.text_standardize import StandardizeText
 from tests.conftest import REAL_DATA_DIR
 
 GOOD = ["great", "wonderful", "loved", "superb", "moving"]
