@@ -276,7 +276,7 @@ def _check_cross_fields(spec: JobSpec, source: str) -> None:
             f"{', '.join(info.tasks)} data, but data.pipeline {spec.data.pipeline!r} gives "
             f"{pipeline_cls.task} data"
         )
-    if spec.export.retrain and not hasattr(pipeline_cls, "train_and_validation_data"):
+    if spec.export.retrain and not pipeline_cls.supports_refit:
         raise UserError(
             f"{source}: export.retrain is not supported by data.pipeline {spec.data.pipeline!r}"
         )

@@ -94,6 +94,8 @@ class Pipeline:
 
     Config: ClassVar[type[PipelineConfig]] = PipelineConfig
     task: ClassVar[str] = "generic"
+    # Whether `train_and_validation_data` exists (export.retrain refits on it).
+    supports_refit: ClassVar[bool] = False
 
     def __init__(self, config: PipelineConfig):
         self.config = config
@@ -115,6 +117,11 @@ class Pipeline:
         raise NotImplementedError
 
     def train_data(self, hp: Any, replicas: int = 1) -> TrainData:
+        raise NotImplementedError
+
+    def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
+        """Training batches over train + validation (no validation set), for `export.retrain`;
+        a pipeline that provides it sets `supports_refit`."""
         raise NotImplementedError
 
     def serving(self, model: Any, hp: Any = None) -> Serving:

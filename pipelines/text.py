@@ -137,6 +137,8 @@ class TextClassificationPipeline(Pipeline):
     to an exporter that puts it in front of the model so the exported model takes raw strings.
     """
 
+    supports_refit = True
+
     Config = TextClassificationConfig
     task = "text_classification"
     config: TextClassificationConfig
@@ -262,6 +264,18 @@ class TextClassificationPipeline(Pipeline):
         train = for_training(train, self.config, batch)
         validation = self._eval_dataset(self.source.raw("validation"), batch, vectorizer)
         return TrainData(train, validation, max(1, n_train // batch), batch)
+
+    def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
+        """Training batches over train + validation, for refitting the chosen configuration.
+        The vocabulary stays the one adapted on the training split (what the trial used)."""
+        n_train, n_validation, _ = self._split_sizes()
+        batch = self.config.batch_size * replicas
+        raw = self.source.raw("train").concatenate(self.source.raw("validation"))
+        examples = self._vectorized(raw, self.vectorizer(hp))
+        if self.config.cache == "memory":
+            examples = examples.cache()
+        train = for_training(examples, self.config, batch)
+        return TrainData(train, None, max(1, (n_train + n_validation) // batch), batch)
 
     def _eval_dataset(self, ds, batch: int, vectorizer=None):
         import tensorflow as tf

@@ -206,10 +206,14 @@ def test_resolved_spec_round_trips(tmp_path):
 
 
 def test_retrain_needs_a_pipeline_that_supports_it(tmp_path):
-    message = _error(
+    job = tiny_job(
         tmp_path,
-        data={"pipeline": "text_classification", "dataset": "imdb_reviews"},
-        search_space={"name": "text_rnn"},
+        search_space={"name": "forecaster"},
+        tuner={"objective": {"name": "val_loss", "direction": "min"}},
         export={"retrain": True},
     )
-    assert "export.retrain is not supported by data.pipeline 'text_classification'" in message
+    job["data"] = {"pipeline": "time_series", "path": str(tmp_path / "s.csv"), "targets": ["y"]}
+    with pytest.raises(UserError) as info:
+        validate_job(job, source="job.yaml")
+    message = str(info.value)
+    assert "export.retrain is not supported by data.pipeline 'time_series'" in message
