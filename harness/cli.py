@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -236,6 +237,10 @@ def outcome_code(outcome, export_requested: bool) -> tuple[int, str]:
 def main() -> None:
     """Entry point: user mistakes print one line and exit 2, with no traceback."""
     quiet.install()  # before anything imports TensorFlow
+    # A job may name its own `package.module:Class` from the directory harness runs in; the
+    # installed console script (unlike `python -m harness`) does not put it on sys.path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         app()
     except UserError as e:

@@ -48,3 +48,14 @@ def make_strategy(resources: ResourcesSpec):
     if resources.logical_cpu_devices and len(cpus) > 1:
         return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.get_strategy()
+
+
+def keep_driver_off_gpus() -> None:
+    """The driver builds models only to discover the search space: it must never claim a GPU
+    the trials need. Called before it first touches TensorFlow's devices."""
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # devices already initialised in this process (in-process tests)
+        log.info("devices already initialised; GPUs stay as they are")

@@ -27,6 +27,7 @@ from harness.oracles import make_oracle
 from harness.progress import JobProgress
 from harness.pruning import make_pruner
 from harness.space import make_hypermodel, populate_space
+from harness.strategy import keep_driver_off_gpus
 from pipelines import PIPELINES
 from pipelines.tfds_source import resolve_data_dir
 
@@ -70,6 +71,7 @@ def tune(
             f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test"
         )
         oracle = make_oracle(spec.tuner, job_dir)
+        keep_driver_off_gpus()
         hypermodel = make_hypermodel(spec, meta)
         populate_space(oracle, hypermodel, spec.search_space.fixed, pipeline)
         write_experiment(

@@ -315,3 +315,25 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, case):
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"error: {path}") and expected in result.stderr
+
+
+def test_installed_command_imports_a_search_space_from_the_current_directory(tmp_path):
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(
+        "from search_spaces.image_cnn import ImageCNN\n\n\nclass Mine(ImageCNN):\n    pass\n"
+    )
+    job = tiny_job(tmp_path, search_space={"name": "mypkg.models:Mine"})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    installed = Path(sys.executable).parent / "harness"
+    result = subprocess.run(
+        [str(installed), "validate", "job.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "is a valid job" in result.stdout

@@ -52,3 +52,14 @@ def test_pinned_value_outside_the_space_is_refused():
     oracle = kt.oracles.RandomSearchOracle(max_trials=1)
     with pytest.raises(UserError, match="fixed.depth: 7 is outside the space; allowed: 1..3"):
         populate_space(oracle, Nested(), {"depth": 7})
+
+
+def test_the_driver_hides_the_gpus_from_itself(monkeypatch):
+    import tensorflow as tf
+
+    from harness.strategy import keep_driver_off_gpus
+
+    calls = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda *a: calls.append(a))
+    keep_driver_off_gpus()
+    assert calls == [([], "GPU")]
