@@ -96,6 +96,7 @@ def status(job_dir: Annotated[Path, typer.Argument(help="A job directory.")]) ->
     from harness.status import summary, trials_table
 
     jd = JobDir(job_dir)
+    jd.check_format()
     console.print(trials_table(jd))
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary(jd).items()))
     console.print(counts or "no trials yet")
@@ -111,7 +112,10 @@ def export(
     from harness.jobdir import JobDir
 
     _require_tensorflow()
-    export_trials(JobDir(job_dir), top, console)
+    jd = JobDir(job_dir)
+    jd.check_format()
+    with jd.lock():  # one writer at a time: a running job or another export is refused
+        export_trials(jd, top, console)
 
 
 @app.command()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ import filelock
 from harness.errors import UserError
 
 ORACLE_PROJECT = "oracle"
+# The layout of a job directory; a harness refuses a directory written in another layout.
+FORMAT_VERSION = 1
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -102,6 +105,33 @@ class JobDir:
 
     def exists(self) -> bool:
         return self.spec_path.is_file()
+
+    @property
+    def format_path(self) -> Path:
+        return self.root / "format.json"
+
+    def check_format(self) -> None:
+        """Refuses a job directory of another layout version (a directory from before
+        versions were written counts as version 1)."""
+        version = (read_json(self.format_path) or {}).get("version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise UserError(
+                f"{self.root} is a job directory of format version {version}; this harness "
+                f"reads version {FORMAT_VERSION} (use the harness that wrote it, or start over)"
+            )
+
+    def write_format(self) -> None:
+        atomic_write_json(self.format_path, {"version": FORMAT_VERSION})
+
+    def remove_leftovers(self) -> list[Path]:
+        """Deletes temporary files and folders of writers that were killed mid-write
+        (checkpoints, exports, JSON records); returns what it removed."""
+        removed = []
+        for pattern in ("trials/*/.tmp-*", "export/*/.tmp-*", "**/.*.tmp"):
+            for path in self.root.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def read_spec(self) -> dict[str, Any]:
         spec = read_json(self.spec_path)

@@ -130,6 +130,8 @@ def _prepare_job_dir(job_dir: JobDir, spec: JobSpec, overwrite: bool) -> None:
         for child in job_dir.root.iterdir():
             if child.name not in ("driver.lock", "driver.pid"):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
+    job_dir.check_format()
+    job_dir.remove_leftovers()  # we hold the lock: no writer of this job is alive
     old = read_json(job_dir.spec_path)
     if old is not None:
         # Through the current schema first, so options added since then compare as defaults.
@@ -143,6 +145,7 @@ def _prepare_job_dir(job_dir: JobDir, spec: JobSpec, overwrite: bool) -> None:
                 "or --overwrite to start over"
             )
     atomic_write_json(job_dir.spec_path, new)
+    job_dir.write_format()
 
 
 def _comparable(spec: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +240,8 @@ class TrialLoop:
         trial_dir = self.job_dir.trial_dir(trial.trial_id)
         previous = read_json(trial_dir / "run.json", {})
         (trial_dir / "progress.json").unlink(missing_ok=True)
+        if previous:  # a re-run starts a fresh TensorBoard run, not a second curve in the old
+            shutil.rmtree(self.job_dir.tensorboard_dir / trial.trial_id, ignore_errors=True)
         request = {
             "job": self._worker_spec,
             "job_dir": str(self.job_dir.root),

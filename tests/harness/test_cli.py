@@ -337,3 +337,13 @@ def test_installed_command_imports_a_search_space_from_the_current_directory(tmp
     )
     assert result.returncode == 0, result.stderr
     assert "is a valid job" in result.stdout
+
+
+def test_export_is_refused_while_the_job_directory_is_in_use(tmp_path):
+    from harness.jobdir import JobDir
+
+    job_dir = JobDir(tmp_path / "job")
+    with job_dir.lock():
+        result = harness("export", str(job_dir.root))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "in use by another harness driver" in result.stderr

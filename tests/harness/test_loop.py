@@ -261,3 +261,45 @@ def test_time_budget_spans_resumes(tmp_path):
     loop2, executor2 = make_loop(tmp_path, climb, max_trials=5, time_budget_s=elapsed / 2)
     outcome = loop2.run()
     assert executor2.submitted == [] and outcome.completed == 1
+
+
+def test_job_directory_of_another_format_is_refused(tmp_path):
+    from harness.errors import UserError
+
+    loop, _ = make_loop(tmp_path, climb, max_trials=1)
+    (loop.job_dir.root / "format.json").write_text('{"version": 99}')
+    with pytest.raises(UserError, match="format version 99; this harness reads version 1"):
+        make_loop(tmp_path, climb, max_trials=1)
+
+
+def test_leftovers_of_killed_writers_are_removed_at_start(tmp_path):
+    loop, _ = make_loop(tmp_path, climb, max_trials=1)
+    loop.run()
+    root = loop.job_dir.root
+    leftovers = [
+        root / "trials" / "0" / ".tmp-123.weights.h5",
+        root / "trials" / "0" / ".run.json.x1y2.tmp",
+        root / "export" / "tiny" / ".tmp-abcd1234" / "saved_model.pb",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half-written")
+    make_loop(tmp_path, climb, max_trials=1)
+    assert not any(p.exists() for p in leftovers)
+    assert not (root / "export" / "tiny" / ".tmp-abcd1234").exists()
+    assert (root / "trials" / "0" / "run.json").exists()  # real records stay
+
+
+def test_a_rerun_trial_gets_a_fresh_tensorboard_run(tmp_path):
+    def interrupted(request):
+        if request["trial_id"] == "1":
+            yield {"loss": 1.0, "val_accuracy": 0.1}
+            raise KeyboardInterrupt
+        yield from climb(request)
+
+    loop, _ = make_loop(tmp_path, interrupted, max_trials=2)
+    loop.run()
+    board = loop.job_dir.tensorboard_dir / "1"
+    assert len(list(board.glob("events.out.tfevents*"))) == 1
+    make_loop(tmp_path, climb, max_trials=2)[0].run()
+    assert len(list(board.glob("events.out.tfevents*"))) == 1  # one session, not two
