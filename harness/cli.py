@@ -93,13 +93,17 @@ def validate(
 def status(job_dir: Annotated[Path, typer.Argument(help="A job directory.")]) -> None:
     """Show the trials table: id, status, hyperparameters, objective, duration, best marked."""
     from harness.jobdir import JobDir
-    from harness.status import summary, trials_table
+    from harness.status import best_per_family, summary, trials_table
 
     jd = JobDir(job_dir)
     jd.check_format()
     console.print(trials_table(jd))
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary(jd).items()))
     console.print(counts or "no trials yet")
+    families = best_per_family(jd)
+    if len(families) > 1:
+        shown = ", ".join(f"{f} {score:.4f} (trial {t})" for f, (t, score) in families.items())
+        console.print(f"best per family: {shown}", soft_wrap=True)
 
 
 @app.command()

@@ -39,6 +39,24 @@ def summary(job_dir: JobDir) -> dict[str, int]:
     return counts
 
 
+def best_per_family(job_dir: JobDir) -> dict[str, tuple[str, float]]:
+    """The best trial of each model family, for spaces with a `family` hyperparameter (e.g.
+    text_rnn's rnn / pooled / conv1d): the tutorials' family is reported apart from the rest."""
+    direction = job_dir.read_spec()["tuner"]["objective"]["direction"]
+    families: dict[str, list[dict[str, Any]]] = {}
+    for t in job_dir.trial_records():
+        family = t["hyperparameters"]["values"].get("family")
+        if family is not None:
+            families.setdefault(family, []).append(t)
+    best = {}
+    for family, records in sorted(families.items()):
+        trial_id = _best_id(records, direction)
+        if trial_id is not None:
+            score = next(t["score"] for t in records if t["trial_id"] == trial_id)
+            best[family] = (trial_id, score)
+    return best
+
+
 def _best_id(records: list[dict[str, Any]], direction: str) -> str | None:
     done = [t for t in records if t["status"] == "COMPLETED" and t.get("score") is not None]
     if not done:

@@ -303,3 +303,28 @@ def test_a_rerun_trial_gets_a_fresh_tensorboard_run(tmp_path):
     assert len(list(board.glob("events.out.tfevents*"))) == 1
     make_loop(tmp_path, climb, max_trials=2)[0].run()
     assert len(list(board.glob("events.out.tfevents*"))) == 1  # one session, not two
+
+
+def test_status_reports_each_family_best_apart(tmp_path):
+    from harness.status import best_per_family
+
+    def by_family(request):
+        values = request["hyperparameters"]["values"]
+        bonus = {"rnn": 0.0, "pooled": 0.1}[values["family"]]
+        yield {"loss": 1.0, "val_accuracy": 0.5 * values["quality"] + bonus}
+
+    loop, _ = make_loop(tmp_path, by_family, max_trials=8, epochs=1)
+    space = kt.HyperParameters()
+    space.Choice("family", ["rnn", "pooled"], default="rnn")
+    loop.oracle.update_space(space)
+    loop.run()
+    best = best_per_family(loop.job_dir)
+    assert set(best) == {"rnn", "pooled"}
+    for family, (trial_id, score) in best.items():
+        same = [
+            t.score
+            for t in loop.oracle.trials.values()
+            if t.hyperparameters.values["family"] == family
+        ]
+        assert score == max(same)
+        assert loop.oracle.trials[trial_id].hyperparameters.values["family"] == family
