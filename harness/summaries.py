@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,21 @@ def write_examples(log_dir: Path, images, step: int = 0, count: int = 8) -> None
     import tensorflow as tf
 
     images = tf.cast(images[:count], tf.float32) / 255.0
-    with tf.summary.create_file_writer(str(log_dir)).as_default():
+    with _writer(log_dir) as writer, writer.as_default():
         tf.summary.image("augmented_training_examples", images, step=step, max_outputs=count)
+
+
+@contextlib.contextmanager
+def _writer(log_dir: Path):
+    """A summary writer closed on exit: the event file is complete when the call returns, and
+    a warm worker writing one per trial holds no open file or writer resource afterwards."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(log_dir))
+    try:
+        yield writer
+    finally:
+        writer.close()
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
@@ -38,6 +52,6 @@ def write_confusion(log_dir: Path, matrix: np.ndarray, class_names: list[str]) -
         f"| {name} | " + " | ".join(str(v) for v in row) + " |"
         for name, row in zip(class_names, matrix, strict=True)
     ]
-    with tf.summary.create_file_writer(str(log_dir)).as_default():
+    with _writer(log_dir) as writer, writer.as_default():
         tf.summary.image("confusion_matrix", rgb[None].astype(np.float32), step=0)
         tf.summary.text("confusion_matrix_counts", "\n".join(lines), step=0)

@@ -72,6 +72,7 @@ class ImageClassificationConfig(PipelineConfig):
 class ImageClassificationPipeline(Pipeline):
     Config = ImageClassificationConfig
     task = "image_classification"
+    supports_refit = True
     config: ImageClassificationConfig
 
     @classmethod
@@ -150,8 +151,22 @@ class ImageClassificationPipeline(Pipeline):
             )
         return plan
 
+    @functools.cached_property
+    def _prepared(self) -> dict[str, Any]:
+        return {}
+
     def _examples(self, part: str):
-        """Decoded uint8 examples of one split part, resized if asked, then cached."""
+        """Decoded uint8 examples of one split part, resized if asked, then cached.
+
+        Built once per pipeline: a warm worker keeps its pipeline across trials with the same
+        data options, and with `cache: memory` a later trial reads the images already decoded
+        in memory (a tf.data memory cache is shared by every iterator of its dataset).
+        """
+        if part not in self._prepared:
+            self._prepared[part] = self._prepare(part)
+        return self._prepared[part]
+
+    def _prepare(self, part: str):
         import tensorflow as tf
 
         kind, *args = self._plan[part]
