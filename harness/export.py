@@ -120,15 +120,18 @@ def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
         f"  refit on train + validation: {epochs} epochs of {data.steps_per_epoch} steps",
         highlight=False,
     )
-    hypermodel.fit(
-        hp,
-        model,
-        data.train,
-        steps_per_epoch=data.steps_per_epoch,
-        epochs=epochs,
-        callbacks=[_epoch_lines(console, epochs)],
-        verbose=0,
-    )
+    with warnings.catch_warnings():
+        # Keras warns that `shuffle` is ignored for a tf.data input: the pipeline shuffles.
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        hypermodel.fit(
+            hp,
+            model,
+            data.train,
+            steps_per_epoch=data.steps_per_epoch,
+            epochs=epochs,
+            callbacks=[_epoch_lines(console, epochs)],
+            verbose=0,
+        )
     return model
 
 
