@@ -41,6 +41,10 @@ RESUMABLE_TUNER_CHANGES = {
 }
 
 
+# How a pruned trial's oracle message starts (the oracle knows it only as COMPLETED).
+PRUNED = "pruned after"
+
+
 @dataclass
 class JobOutcome:
     """How a run of a job ended; the CLI maps it to an exit code."""
@@ -180,6 +184,7 @@ class TrialLoop:
         self.console = console
         self.running: dict[Any, tuple[str, kt.engine.trial.Trial]] = {}
         self.live: dict[str, dict[str, Any]] = {}  # trial id -> its latest epoch report
+        self._submitted: dict[Any, float] = {}  # handle -> when its trial was submitted
         self.started = time.time()
         self._earlier_elapsed = read_json(job_dir.state_path, {}).get("elapsed_s", 0.0)
         self._failures_in_a_row = 0
@@ -223,6 +228,7 @@ class TrialLoop:
                 return
             for handle in self.executor.wait(list(self.running), timeout=1.0):
                 tuner_id, trial = self.running.pop(handle)
+                del self._submitted[handle]
                 self._finish(trial, *self.executor.result(handle))
                 free.append(tuner_id)
             free.extend(self._stop_overdue())
@@ -256,7 +262,9 @@ class TrialLoop:
         }
         atomic_write_json(trial_dir / "run.json", run)
         write_trial(self.job_dir.tensorboard_dir, trial.trial_id, trial.hyperparameters.values)
-        self.running[self.executor.submit(request)] = (tuner_id, trial)
+        handle = self.executor.submit(request)
+        self.running[handle] = (tuner_id, trial)
+        self._submitted[handle] = request["submitted_at"]
 
     def _stop_overdue(self) -> list[str]:
         """Kills trials past `tuner.trial_time_limit_s`; returns the slots they freed."""
@@ -266,11 +274,10 @@ class TrialLoop:
         freed = []
         now = time.time()
         for handle, (tuner_id, trial) in list(self.running.items()):
-            submitted = read_json(self.job_dir.trial_dir(trial.trial_id) / "run.json", {})
-            ran = now - submitted.get("submitted", now)
+            ran = now - self._submitted[handle]
             if ran > limit:
                 self.executor.kill(handle)
-                del self.running[handle]
+                del self.running[handle], self._submitted[handle]
                 epochs = self.live.get(trial.trial_id, {}).get("epoch", -1) + 1
                 error = (
                     f"trial time limit of {limit:g} s exceeded (stopped after {ran:.0f} s, "
@@ -292,7 +299,7 @@ class TrialLoop:
         trial.status = "FAILED" if error else "COMPLETED"
         pruned = (result or {}).get("pruned") if not error else None
         trial.message = error or (
-            f"pruned after {pruned['epochs_done']} epochs: {pruned['reason']}" if pruned else None
+            f"{PRUNED} {pruned['epochs_done']} epochs: {pruned['reason']}" if pruned else None
         )
         self.oracle.end_trial(trial)
         self.oracle.save()  # end_trial saves before it drops the trial from ongoing_trials
@@ -342,7 +349,8 @@ class TrialLoop:
 
     def _count_finished(self) -> None:
         trials = self.oracle.trials.values()
-        pruned = {t.trial_id for t in trials if (t.message or "").startswith("pruned after")}
+        # The oracle's own record says which trials were pruned (it persists across resumes).
+        pruned = {t.trial_id for t in trials if (t.message or "").startswith(PRUNED)}
         self.outcome.completed = sum(
             t.status == "COMPLETED" and t.trial_id not in pruned for t in trials
         )
