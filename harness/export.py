@@ -112,7 +112,6 @@ def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
 
     data = pipeline.train_and_validation_data(hp)
     epochs = _refit_epochs(spec, trial)
-    keras.backend.clear_session()
     keras.utils.set_random_seed(spec.tuner.seed)
     hypermodel.set_training_plan(epochs, data.steps_per_epoch)
     model = hypermodel.build(hp)
