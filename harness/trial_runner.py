@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import time
+import zlib
 from typing import Any
 
 import psutil
@@ -22,6 +23,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     timings = {"queued_s": started - request["submitted_at"]}
     t = time.perf_counter()
+    import keras
     import keras_tuner as kt
     import tensorflow as tf  # noqa: F401  (timed: the import is part of a trial's fixed cost)
 
@@ -44,6 +46,8 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     meta = pipeline.describe(hp)
     data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
     _release()  # what earlier trials of this warm worker left, even if they failed
+    seed = trial_seed(spec.tuner.seed, trial_id)
+    keras.utils.set_random_seed(seed)  # weights, dropout; exact reruns with data.deterministic
     hypermodel = make_hypermodel(spec, meta)
     # Schedules span the job's full epochs (a Hyperband round continuing a checkpoint too).
     hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch)
@@ -79,6 +83,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         "pruned": recorder.pruned,
         "warm_start_from": warm_start_from,
         "hyperparameters": hp.get_config(),
+        "seed": seed,
         "timings": timings,
         **where,
         "replicas": strategy.num_replicas_in_sync,
@@ -87,6 +92,12 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         "started": started,
         "ended": time.time(),
     }
+
+
+def trial_seed(job_seed: int, trial_id: str) -> int:
+    """The trial's random seed: fixed by the job's `tuner.seed` and the trial id, so a rerun or
+    a resumed trial starts from the same weights, and two trials never share a seed."""
+    return zlib.crc32(f"{job_seed}/{trial_id}".encode()) % 2**31
 
 
 def _pipeline(config):

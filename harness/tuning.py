@@ -427,6 +427,7 @@ RUN_FIELDS = (
     "replicas",
     "global_batch_size",
     "worker_rss_mb",
+    "seed",
     "started",
     "warm_start_from",
 )

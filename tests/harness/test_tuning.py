@@ -8,11 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+import ray
 from rich.console import Console
 
 from harness.errors import UserError
 from harness.job import validate_job
 from harness.jobdir import JobDir
+from harness.trial_runner import run_trial, trial_seed
 from harness.tuning import tune
 from tests.conftest import PINNED_CNN, tiny_job
 
@@ -28,7 +30,8 @@ def run(tmp_path, **sections):
 # a worker records. Hyperband on Ray: test_scale_out.py's warm-start test.
 def test_trials_on_ray_are_recorded(ray_local, tmp_path):
     tuner = {"algorithm": "random", "max_trials": 2, "epochs": 1}
-    spec, outcome = run(tmp_path, tuner=tuner, export={"policy": "none"})
+    data = {"deterministic": True}  # with seeded trials: a rerun repeats a trial exactly
+    spec, outcome = run(tmp_path, tuner=tuner, data=data, export={"policy": "none"})
     job_dir = JobDir(spec.job_dir())
     records = job_dir.trial_records()
     assert [r["status"] for r in records] == ["COMPLETED", "COMPLETED"]
@@ -43,6 +46,25 @@ def test_trials_on_ray_are_recorded(ray_local, tmp_path):
     assert first["conv_layers"] == 3 and first["optimizer"] == "adam"  # the default point
     # Both trials ran in one warm worker per slot: at most 2 processes for 2 slots.
     assert len({r["run"]["pid"] for r in records}) <= 2
+    # Each trial is seeded from tuner.seed and its id: a rerun of the first trial, in a fresh
+    # Ray worker, trains the same weights on the same batches and reaches the same metrics.
+    seeds = [r["run"]["seed"] for r in records]
+    assert seeds == [trial_seed(spec.tuner.seed, r["trial_id"]) for r in records]
+    assert len(set(seeds)) == 2
+    rerun = ray.get(
+        ray.remote(run_trial).remote(
+            {
+                "job": spec.model_dump(mode="json"),
+                "job_dir": str(tmp_path / "rerun"),
+                "trial_id": records[0]["trial_id"],
+                "hyperparameters": records[0]["hyperparameters"],
+                "submitted_at": 0.0,
+            }
+        )
+    )
+    assert rerun["seed"] == seeds[0]
+    score = records[0]["metrics"]["metrics"]["val_accuracy"]["observations"][0]["value"][0]
+    assert rerun["epochs"][0]["metrics"]["val_accuracy"] == score
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(ray_local, tmp_path):
