@@ -78,6 +78,13 @@ def validate(
     job_file: Annotated[Path, typer.Argument(help="Job file (YAML).")],
     set_: SetOption = None,
     smoke: Annotated[bool, typer.Option(help="Apply the job's `smoke:` overrides.")] = False,
+    space: Annotated[
+        bool,
+        typer.Option(
+            help="Check search_space.fixed/choices against the space (builds the model: "
+            "imports TensorFlow, needs the data's metadata)."
+        ),
+    ] = True,
 ) -> None:
     """Check a job file (and its smoke variant) without running it; print the resolved job."""
     import yaml
@@ -86,6 +93,15 @@ def validate(
 
     spec = load_job(job_file, set_ or [], smoke=smoke)
     console.print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if space and (spec.search_space.fixed or spec.search_space.choices):
+        from harness.space import check_job_space
+
+        try:
+            skipped = check_job_space(spec)
+        except UserError as e:
+            raise UserError(f"{job_file}: {e}") from None
+        if skipped:
+            console.print(f"[yellow]note[/]: {skipped}", soft_wrap=True)
     console.print(f"[green]ok[/]: {job_file} is a valid job (job dir {spec.job_dir()})")
 
 

@@ -46,10 +46,12 @@ class Strict(BaseModel):
 
 
 class SearchSpaceSpec(Strict):
-    """Which hypermodel to search, hyperparameters pinned to a value, constructor options."""
+    """Which hypermodel to search, hyperparameters pinned to a value (`fixed`) or narrowed to
+    some of their values (`choices`), constructor options."""
 
     name: str
     fixed: dict[str, bool | int | float | str] = {}
+    choices: dict[str, list[bool | int | float | str]] = {}
     options: dict[str, Any] = {}
 
 

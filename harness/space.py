@@ -17,48 +17,107 @@ def make_hypermodel(spec: JobSpec, meta: DataMeta) -> kt.HyperModel:
     return cls(meta, **spec.search_space.options)
 
 
-def populate_space(
-    oracle: kt.Oracle, hypermodel: kt.HyperModel, fixed: dict[str, Any], pipeline=None
-) -> None:
-    """Registers every hyperparameter of the data and the model with the oracle, pinned ones
-    as Fixed.
+def check_job_space(spec: JobSpec) -> str | None:
+    """Checks the job's pinned and narrowed hyperparameters against its space, as `tune` will
+    (raises UserError); returns why it could not, when the data is not available here."""
+    from pipelines import PIPELINES
 
-    A pinned hyperparameter keeps the conditions of the one it replaces, so a value pinned
-    inside a conditional scope (e.g. `filters_3`, active only for deep nets) is still found.
+    pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
+    try:
+        pipeline.check_available()
+    except UserError as e:
+        return f"search_space.fixed/choices not checked against the space: {e}"
+    hypermodel = make_hypermodel(spec, pipeline.describe())
+    job_space(hypermodel, spec.search_space.fixed, pipeline, spec.search_space.choices)
+    return None
+
+
+def populate_space(
+    oracle: kt.Oracle,
+    hypermodel: kt.HyperModel,
+    fixed: dict[str, Any],
+    pipeline=None,
+    choices: dict[str, list[Any]] | None = None,
+) -> None:
+    """Registers every hyperparameter of the data and the model with the oracle: pinned ones
+    (`fixed`) as Fixed, narrowed ones (`choices`) as a Choice of the listed values."""
+    oracle.update_space(job_space(hypermodel, fixed, pipeline, choices))
+
+
+def job_space(
+    hypermodel: kt.HyperModel,
+    fixed: dict[str, Any],
+    pipeline=None,
+    choices: dict[str, list[Any]] | None = None,
+) -> kt.HyperParameters:
+    """The space a job searches: the hypermodel's (and the pipeline's) hyperparameters, with
+    `search_space.fixed` and `search_space.choices` applied; raises UserError naming a value
+    the space could not have chosen or a name it does not have.
+
+    A pinned or narrowed hyperparameter keeps the conditions of the one it replaces, so one in
+    a conditional scope (e.g. `filters_3`, active only for deep nets) is still found, and the
+    model's own `hp.Choice(...)` call then returns the job's value: Keras Tuner keeps the first
+    declaration of a name.
     """
+    choices = choices or {}
     space = kt.HyperParameters()
     if pipeline is not None:
         pipeline.declare_hyperparameters(space)
     space = discover(hypermodel, space)
     names = {h.name for h in space.space}
-    unknown = sorted(set(fixed) - names)
-    if unknown:
-        raise UserError(
-            f"search_space.fixed: {unknown[0]!r} is not a hyperparameter of this space; "
-            f"known: {', '.join(sorted(names))}"
-        )
-    pinned = kt.HyperParameters()
+    for key, given in (("fixed", fixed), ("choices", choices)):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise UserError(
+                f"search_space.{key}: {unknown[0]!r} is not a hyperparameter of this space; "
+                f"known: {', '.join(sorted(names))}"
+            )
+    both = sorted(set(fixed) & set(choices))
+    if both:
+        raise UserError(f"search_space: {both[0]!r} is both fixed and in choices; keep one")
+    narrowed = kt.HyperParameters()
     for h in space.space:
         if h.name in fixed:
-            _check_in_domain(h, fixed[h.name])
+            _check_in_domain(h, fixed[h.name], "fixed")
             h = kt.engine.hyperparameters.Fixed(h.name, fixed[h.name], conditions=h.conditions)
-        pinned.merge([h])
-    oracle.update_space(pinned)
+        elif h.name in choices:
+            h = _narrowed(h, choices[h.name])
+        narrowed.merge([h])
+    return narrowed
 
 
-def _check_in_domain(h, value: Any) -> None:
-    """A pinned value must be one the space could have chosen (no depth-0 stacked RNNs)."""
+def _narrowed(h, values: list[Any]):
+    """`h` restricted to `values` (each one `h` could take): a Choice, or Fixed for one value.
+    The default stays when it is listed; otherwise the first listed value is the default."""
+    if not values:
+        raise UserError(f"search_space.choices.{h.name}: give at least one value")
+    for value in values:
+        _check_in_domain(h, value, "choices")
+    if len(set(values)) == 1:
+        return kt.engine.hyperparameters.Fixed(h.name, values[0], conditions=h.conditions)
+    default = h.default if h.default in values else values[0]
+    return kt.engine.hyperparameters.Choice(
+        h.name, list(dict.fromkeys(values)), default=default, conditions=h.conditions
+    )
+
+
+def _check_in_domain(h, value: Any, key: str) -> None:
+    """A job's value must be one the space could have chosen (no depth-0 stacked RNNs)."""
     kind = type(h).__name__
     if kind == "Choice" and value not in h.values:
         allowed = ", ".join(repr(v) for v in h.values)
-    elif kind in ("Int", "Float") and not h.min_value <= value <= h.max_value:
+    elif kind in ("Int", "Float") and (
+        isinstance(value, (bool, str)) or not h.min_value <= value <= h.max_value
+    ):
         allowed = f"{h.min_value}..{h.max_value}"
+    elif kind == "Int" and isinstance(value, float) and not value.is_integer():
+        allowed = f"integers {h.min_value}..{h.max_value}"
     elif kind == "Boolean" and not isinstance(value, bool):
         allowed = "true, false"
     else:
         return
     raise UserError(
-        f"search_space.fixed.{h.name}: {value!r} is outside the space; allowed: {allowed}"
+        f"search_space.{key}.{h.name}: {value!r} is outside the space; allowed: {allowed}"
     )
 
 

@@ -77,7 +77,11 @@ def tune(
         oracle = make_oracle(spec.tuner, job_dir)
         keep_driver_off_gpus()
         hypermodel = make_hypermodel(spec, meta)
-        populate_space(oracle, hypermodel, spec.search_space.fixed, pipeline)
+        space = spec.search_space
+        populate_space(oracle, hypermodel, space.fixed, pipeline, space.choices)
+        # Written once the space accepted the job's pinned values: a refused job leaves no
+        # job.json behind to refuse its corrected rerun.
+        _write_spec(job_dir, spec)
         write_experiment(
             spec,
             oracle.get_space(),
@@ -148,7 +152,10 @@ def _prepare_job_dir(job_dir: JobDir, spec: JobSpec, overwrite: bool) -> None:
                 f"{job_dir.root} holds a different job ({difference}); use another output_dir "
                 "or --overwrite to start over"
             )
-    atomic_write_json(job_dir.spec_path, new)
+
+
+def _write_spec(job_dir: JobDir, spec: JobSpec) -> None:
+    atomic_write_json(job_dir.spec_path, spec.model_dump(mode="json"))
     job_dir.write_format()
 
 

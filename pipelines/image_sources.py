@@ -60,6 +60,39 @@ class TfdsImages:
         return tfds_source.load(self.name, f"{split}[{start}:{stop}]", self.data_dir)
 
 
+def check_labels(path: Path, name: str, labels: np.ndarray, num_classes: int | None) -> None:
+    """Integer class ids in [0, num_classes) (>= 0 when None), one per example; names the
+    first bad one."""
+    if labels.dtype.kind not in "iu":
+        raise UserError(f"{path}: {name} must hold integer class ids, got {labels.dtype}")
+    flat = labels.reshape(len(labels), -1)
+    if flat.shape[1] != 1:
+        raise UserError(f"{path}: {name} must hold one class id per example, got {labels.shape}")
+    limit = np.iinfo(np.int64).max if num_classes is None else num_classes
+    bad = np.flatnonzero((flat[:, 0] < 0) | (flat[:, 0] >= limit))
+    if len(bad):
+        raise UserError(
+            f"{path}: {name}[{bad[0]}] = {flat[bad[0], 0]} is not a class id "
+            f"{'>= 0' if num_classes is None else f'0..{num_classes - 1}'} "
+            f"({len(bad)} such labels)"
+        )
+
+
+def _check_pixels(path: Path, name: str, x: np.ndarray) -> None:
+    """Raw pixels: uint8, or numbers that are whole values in 0..255 (cast exactly). Anything
+    else (floats scaled to [0, 1], negative values) would be cast to wrong pixels silently."""
+    if x.dtype == np.uint8:
+        return
+    if x.dtype.kind not in "iuf":
+        raise UserError(f"{path}: {name} must hold pixel values, got {x.dtype}")
+    low, high = x.min(), x.max()
+    if low < 0 or high > 255 or (x.dtype.kind == "f" and not np.all(np.mod(x, 1) == 0)):
+        raise UserError(
+            f"{path}: {name} must hold raw pixels 0..255 (uint8), got {x.dtype} values in "
+            f"[{low:g}, {high:g}]; the pipeline rescales itself"
+        )
+
+
 class ArrayImages:
     """`x_train, y_train, x_test, y_test` uint8 arrays in a `.npz` file."""
 
@@ -89,6 +122,8 @@ class ArrayImages:
             x, y = self._load()[f"x_{split}"], self._load()[f"y_{split}"]
             if x.ndim not in (3, 4) or len(x) != len(y) or not len(x):
                 raise UserError(f"{self.path}: x_{split} must be (N, H, W[, C]) with N labels")
+            check_labels(self.path, f"y_{split}", y, None)
+            _check_pixels(self.path, f"x_{split}", x)
 
     def info(self) -> dict[str, Any]:
         arrays = self._load()
@@ -140,10 +175,8 @@ class FolderImages:
         return files, np.array(labels, np.int64), classes
 
     def check(self) -> None:
-        if self.image_size is None:
-            self._check_same_size()
-
-    def _check_same_size(self) -> None:
+        """Decodes every image up front: a corrupt file is named here, not hidden in a trial's
+        "Graph execution error"; without `image_size` all must have one size."""
         import tensorflow as tf
 
         first = None
@@ -151,7 +184,7 @@ class FolderImages:
             for path in self._files(split)[0]:
                 shape = _decode(tf, tf.io.read_file(path), self.channels, path).shape
                 first = first or (shape, path)
-                if shape[:2] != first[0][:2]:
+                if self.image_size is None and shape[:2] != first[0][:2]:
                     raise UserError(
                         f"data.folder: images of mixed sizes ({first[1]} is "
                         f"{first[0][0]}x{first[0][1]}, {path} is {shape[0]}x{shape[1]}); "

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UserError
+from pipelines.image_sources import check_labels
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class Importer:
 
 
 def _read_npz_images(
-    path: Path, with_id: bool = False
+    path: Path, with_id: bool = False, num_classes: int = 10
 ) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
-    """`x_train, y_train, x_test, y_test` uint8 arrays; `with_id` adds CIFAR's "train_00042"."""
+    """`x_train, y_train, x_test, y_test` uint8 arrays and integer labels below `num_classes`;
+    `with_id` adds CIFAR's "train_00042"."""
     try:
         with np.load(path) as f:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
@@ -50,6 +52,7 @@ def _read_npz_images(
                 f"{path}: x_{split} must be uint8 (N, H, W[, C]) with one label per image, got "
                 f"{x.dtype} {x.shape} and {len(y)} labels"
             )
+        check_labels(path, f"y_{split}", y, num_classes)
 
     def examples(split: str):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"].reshape(-1)
@@ -88,6 +91,10 @@ def _parse_review(path: Path, line_no: int, line: str) -> tuple[str, str, dict[s
     return split, key, {"text": text, "label": label}
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{split} {n}" for split, n in sorted(counts.items()))
+
+
 FASHION_MNIST = Importer("fashion_mnist", "fashion_mnist.npz", _read_npz_images)
 MNIST = Importer("mnist", "mnist.npz", _read_npz_images)
 CIFAR10 = Importer("cifar10", "cifar10.npz", functools.partial(_read_npz_images, with_id=True))
@@ -111,9 +118,19 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
 
     tfds.disable_progress_bar()  # the CLI shows its own spinner; TFDS's bars garble logs
     builder = LocalCopy(data_dir=str(data_dir))
-    if builder.is_prepared():  # importing again is a no-op, so setup commands can be re-run
-        return {name: split.num_examples for name, split in builder.info.splits.items()}
     examples.update(importer.read(path))  # checked here, before TFDS writes anything
+    if builder.is_prepared():
+        # Importing the same file again is a no-op, so setup commands can be re-run; the file
+        # was read and checked all the same, and a different copy is not silently kept.
+        existing = {name: split.num_examples for name, split in builder.info.splits.items()}
+        given = {split: sum(1 for _ in rows) for split, rows in examples.items()}
+        if given != existing:
+            raise UserError(
+                f"{path}: {importer.name} in {data_dir} is already a different copy "
+                f"({_counts(existing)}; this file: {_counts(given)}); delete "
+                f"{Path(builder.data_dir).parent} to import this one"
+            )
+        return existing
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )

@@ -128,7 +128,7 @@ def test_validate_in_a_clean_environment_prints_no_tensorflow_lines(tmp_path, en
 VALIDATE_IN_PROCESS = """
 import sys
 from harness.cli import app
-app(["validate", *{args!r}], standalone_mode=False)
+app(["validate", "--no-space", *{args!r}], standalone_mode=False)
 print("heavy modules:", [m for m in ("tensorflow", "keras") if m in sys.modules])
 """
 SHIPPED_JOBS = sorted(str(p.relative_to(REPO)) for p in (REPO / "jobs").glob("*.yaml"))
@@ -137,8 +137,9 @@ SHIPPED_JOBS = sorted(str(p.relative_to(REPO)) for p in (REPO / "jobs").glob("*.
 @pytest.mark.parametrize("smoke", [False, True], ids=["full", "smoke"])
 @pytest.mark.parametrize("job", SHIPPED_JOBS)
 def test_validate_does_not_import_tensorflow(tmp_path, job, smoke):
-    # Importing TensorFlow costs seconds and prints its C++ start-up lines; validation reads
-    # only schemas, so a module-level TF import anywhere on its path shows up here.
+    # Importing TensorFlow costs seconds and prints its C++ start-up lines; validation of the
+    # schemas (all of it but the space check of pinned values) must not, so a module-level TF
+    # import anywhere on its path shows up here.
     args = [job, "--smoke"] if smoke else [job]
     result = run_clean([sys.executable, "-c", VALIDATE_IN_PROCESS.format(args=args)], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -226,9 +227,7 @@ def test_cpu_feature_guard_continuation_is_dropped_after_its_header():
     assert quiet.is_tf_log(b"To enable the following instructions: AVX2 FMA", after_dropped=True)
 
 
-def _outcome(
-    completed=1, failed=0, interrupted=False, exported=("m",), pruned=0, stop_reason=None
-):
+def _outcome(completed=1, failed=0, interrupted=False, exported=("m",), pruned=0, stop_reason=None):
     """Stands for harness.tuning.JobOutcome (its fields), without importing TensorFlow."""
     exported = [{"model_name": m, "test_metrics": {"accuracy": 0.9}} for m in exported]
     best = ("0001", 0.9) if completed or pruned else None
@@ -315,6 +314,25 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, case):
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"error: {path}") and expected in result.stderr
+
+
+@pytest.mark.parametrize(
+    "space, expected",
+    [
+        ({"fixed": {"conv_layers": 9}}, "search_space.fixed.conv_layers: 9 is outside the space"),
+        ({"choices": {"vgg_filters": [32, 33]}}, "choices.vgg_filters: 33 is outside the space"),
+        ({"choices": {"nope": [1, 2]}}, "search_space.choices: 'nope' is not a hyperparameter"),
+    ],
+    ids=["fixed", "choices", "unknown"],
+)
+def test_validate_checks_pinned_values_against_the_space(tmp_path, data_dir, space, expected):
+    path = tmp_path / "job.yaml"
+    job = tiny_job(tmp_path, search_space={"name": "image_cnn", **space})
+    path.write_text(yaml.safe_dump(job))
+    result = harness("validate", str(path), env={"HARNESS_DATA_DIR": str(data_dir)})
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"error: {path}: ") and expected in result.stderr
 
 
 def test_installed_command_imports_a_search_space_from_the_current_directory(tmp_path):

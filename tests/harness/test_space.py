@@ -6,7 +6,7 @@ import keras_tuner as kt
 import pytest
 
 from harness.errors import UserError
-from harness.space import discover, populate_space
+from harness.space import discover, job_space, populate_space
 
 
 class Nested(kt.HyperModel):
@@ -63,3 +63,31 @@ def test_the_driver_hides_the_gpus_from_itself(monkeypatch):
     monkeypatch.setattr(tf.config, "set_visible_devices", lambda *a: calls.append(a))
     keep_driver_off_gpus()
     assert calls == [([], "GPU")]
+
+
+def test_choices_narrow_the_space_and_keep_conditions():
+    space = job_space(Nested(), {}, choices={"units_1": [8, 6], "kind": ["b", "a"]})
+    by_name = {h.name: h for h in space.space}
+    assert by_name["units_1"].values == [8, 6] and by_name["units_1"].default == 8
+    assert by_name["kind"].default == "a"  # the space's default stays when it is listed
+    assert [c.name for c in by_name["units_1"].conditions] == ["kind", "depth"]
+    hp = kt.HyperParameters.from_config(space.get_config())
+    hp.values["kind"], hp.values["depth"], hp.values["units_1"] = "a", 3, 6
+    hp.ensure_active_values()
+    Nested().build(hp)  # the model's own Int("units_1", 4, 8) returns the job's choice
+    assert hp.get("units_1") == 6
+
+
+@pytest.mark.parametrize(
+    "fixed, choices, message",
+    [
+        ({}, {"units_1": [9]}, "choices.units_1: 9 is outside the space; allowed: 4..8"),
+        ({}, {"units_1": [5.5]}, "choices.units_1: 5.5 is outside the space"),
+        ({}, {"kind": []}, "choices.kind: give at least one value"),
+        ({"kind": "a"}, {"kind": ["a", "b"]}, "'kind' is both fixed and in choices"),
+        ({}, {"depth": ["2"]}, "choices.depth: '2' is outside the space"),
+    ],
+)
+def test_bad_choices_are_refused_with_the_name(fixed, choices, message):
+    with pytest.raises(UserError, match=message):
+        job_space(Nested(), fixed, choices=choices)

@@ -138,3 +138,5 @@ def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
     )
     with pytest.raises(UserError, match=r"search_space.fixed.conv_layers: 0 is outside.*2..5"):
         tune(spec, QUIET)
+    # Refused before job.json is written: the corrected job may reuse the directory.
+    assert not (tmp_path / "job" / "job.json").exists()

@@ -80,11 +80,42 @@ def test_folder_with_mixed_sizes_needs_a_resize(folder):
     assert next(iter(resized.train_data().train))[0].shape == (4, 16, 16, 3)
 
 
-def test_corrupt_image_is_named(folder):
+@pytest.mark.parametrize("image_size", [None, (16, 16)], ids=["as-is", "resized"])
+def test_corrupt_image_is_named(folder, image_size):
     bad = folder / "train" / "dog" / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(UserError, match="broken.png"):
-        pipeline(folder=str(folder)).check_available()
+    with pytest.raises(UserError, match="broken.png is not a readable image"):
+        pipeline(folder=str(folder), image_size=image_size).check_available()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            dict(x_train=lambda x: x / 255.0),
+            r"x_train must hold raw pixels 0..255 .*float64 values in \[0, 0.9",
+        ),
+        (dict(x_test=lambda x: x.astype(np.int16) - 5), r"x_test must hold raw pixels .*int16"),
+        (dict(y_train=lambda y: y - 1), r"y_train\[\d+\] = -1 is not a class id >= 0"),
+        (dict(y_test=lambda y: y + 0.5), "y_test must hold integer class ids, got float64"),
+    ],
+    ids=["scaled-floats", "negative-pixels", "negative-label", "float-labels"],
+)
+def test_bad_arrays_are_named_before_training(npz, change, message):
+    with np.load(npz) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    for key, fn in change.items():
+        arrays[key] = fn(arrays[key].astype(np.int64) if key.startswith("y") else arrays[key])
+    np.savez(npz, **arrays)
+    with pytest.raises(UserError, match=message):
+        pipeline(arrays=str(npz)).check_available()
+
+
+def test_whole_pixel_values_of_another_dtype_are_accepted(npz):
+    with np.load(npz) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    np.savez(npz, **{**arrays, "x_train": arrays["x_train"].astype(np.float32)})
+    pipeline(arrays=str(npz)).check_available()
 
 
 def test_stratified_validation_keeps_class_shares(npz):

@@ -34,6 +34,44 @@ def test_importing_twice_is_a_no_op(data_dir, tiny_npz):
     assert counts == {"train": 600, "test": 200}
 
 
+def test_importing_onto_an_existing_copy_reads_the_file(data_dir, tiny_npz, tmp_path):
+    corrupt = tmp_path / "fashion_mnist.npz"
+    corrupt.write_bytes(tiny_npz.read_bytes()[:1000])
+    with pytest.raises(UserError, match=f"{corrupt}: corrupt or truncated npz"):
+        import_dataset(IMPORTERS.get("fashion_mnist"), corrupt, data_dir)
+    with np.load(tiny_npz) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    other = tmp_path / "other.npz"
+    np.savez(other, **{**arrays, "x_test": arrays["x_test"][:50], "y_test": arrays["y_test"][:50]})
+    with pytest.raises(UserError, match=r"already a different copy \(test 200, train 600; this"):
+        import_dataset(IMPORTERS.get("fashion_mnist"), other, data_dir)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (lambda y: y.astype(np.float32) + 0.5, "y_train must hold integer class ids, got float32"),
+        (
+            lambda y: np.where(np.arange(len(y)) == 7, -1, y.astype(np.int64)),
+            r"y_train\[7\] = -1 is not a class",
+        ),
+        (
+            lambda y: np.where(np.arange(len(y)) == 3, 10, y),
+            r"y_train\[3\] = 10 is not a class id 0..9",
+        ),
+    ],
+    ids=["float", "negative", "out-of-range"],
+)
+def test_bad_labels_are_named_before_anything_is_written(tmp_path, tiny_npz, labels, message):
+    with np.load(tiny_npz) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    path = tmp_path / "fashion_mnist.npz"
+    np.savez(path, **{**arrays, "y_train": labels(arrays["y_train"])})
+    with pytest.raises(UserError, match=f"{path}: {message}"):
+        import_dataset(IMPORTERS.get("fashion_mnist"), path, tmp_path / "out")
+    assert not (tmp_path / "out" / "fashion_mnist").exists()
+
+
 def test_npz_with_wrong_arrays_names_the_file(tmp_path):
     path = tmp_path / "fashion_mnist.npz"
     np.savez(path, x_train=np.zeros((2, 28, 28), np.uint8))
