@@ -70,6 +70,7 @@ def tune(
         pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
         pipeline.check_available()
         meta = pipeline.describe()
+        data_record = _check_same_data(job_dir, spec, meta, console)
         console.print(
             f"[bold]data[/] {getattr(spec.data, 'dataset', spec.data.pipeline)}: "
             f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test"
@@ -82,6 +83,7 @@ def tune(
         # Written once the space accepted the job's pinned values: a refused job leaves no
         # job.json behind to refuse its corrected rerun.
         _write_spec(job_dir, spec)
+        atomic_write_json(job_dir.root / "data.json", data_record)
         write_experiment(
             spec,
             oracle.get_space(),
@@ -152,11 +154,63 @@ def _prepare_job_dir(job_dir: JobDir, spec: JobSpec, overwrite: bool) -> None:
                 f"{job_dir.root} holds a different job ({difference}); use another output_dir "
                 "or --overwrite to start over"
             )
+        before, now = _replicas(old["resources"]), _replicas(new["resources"])
+        if before != now:
+            batch = spec.data.model_dump().get("batch_size")
+            raise UserError(
+                f"{job_dir.root}: resources give {now} replica(s) per trial where the job started "
+                f"with {before} (gpus_per_trial / logical_cpu_devices), so the global batch "
+                f"would change ({batch} per replica); keep them, or use another output_dir"
+            )
+
+
+def _replicas(resources: dict[str, Any]) -> int:
+    """Replicas of a trial's MirroredStrategy as `resources` ask for them (strategy.py)."""
+    gpus = resources.get("gpus_per_trial") or 0
+    if gpus:
+        return max(1, int(gpus))
+    return resources.get("logical_cpu_devices") or 1
 
 
 def _write_spec(job_dir: JobDir, spec: JobSpec) -> None:
     atomic_write_json(job_dir.spec_path, spec.model_dump(mode="json"))
     job_dir.write_format()
+
+
+def _check_same_data(job_dir: JobDir, spec: JobSpec, meta, console: Console) -> dict[str, Any]:
+    """What the job's data was when it started (data.json): a resume on other data (another
+    copy, more or fewer examples, other shapes or classes) is refused, naming the difference;
+    a moved data directory holding the same data is noted."""
+    record = {
+        "fingerprint": meta.fingerprint,
+        "input_shape": list(meta.input_shape),
+        "num_classes": meta.num_classes,
+        "class_names": list(meta.class_names),
+        "num_train": meta.num_train,
+        "num_validation": meta.num_validation,
+        "num_test": meta.num_test,
+    }
+    if getattr(spec.data, "dataset", None):
+        record["data_dir"] = str(resolve_data_dir(spec.data.data_dir))
+    old = read_json(job_dir.root / "data.json")
+    if old is not None:
+        moved = old.get("data_dir") != record.get("data_dir")
+        difference = _first_difference(
+            {k: v for k, v in old.items() if k != "data_dir"},
+            {k: v for k, v in record.items() if k != "data_dir"},
+        )
+        if difference:
+            raise UserError(
+                f"{job_dir.root}: the data differ from the job's start ({difference}); "
+                f"resume on the same data (data dir then: {old.get('data_dir')})"
+            )
+        if moved:
+            console.print(
+                f"note: data dir {record.get('data_dir')} (was {old.get('data_dir')}); "
+                "the same data, so the job continues",
+                soft_wrap=True,
+            )
+    return record
 
 
 def _comparable(spec: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from harness.errors import UserError
 from harness.job import validate_job
 from harness.jobdir import JobDir
 from harness.trial_runner import run_trial, trial_seed
-from harness.tuning import tune
+from harness.tuning import _check_same_data, _prepare_job_dir, _write_spec, tune
+from pipelines import PIPELINES
 from tests.conftest import PINNED_CNN, tiny_job
 
 QUIET = Console(quiet=True)
@@ -140,3 +141,32 @@ def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
         tune(spec, QUIET)
     # Refused before job.json is written: the corrected job may reuse the directory.
     assert not (tmp_path / "job" / "job.json").exists()
+
+
+def test_resume_with_other_replicas_per_trial_is_refused(tmp_path, data_dir):
+    spec = validate_job(tiny_job(tmp_path))
+    job_dir = JobDir(spec.job_dir())
+    job_dir.root.mkdir(parents=True)
+    _prepare_job_dir(job_dir, spec, overwrite=False)
+    _write_spec(job_dir, spec)
+    more_slots = validate_job(tiny_job(tmp_path, resources={"max_concurrent_trials": 1}))
+    _prepare_job_dir(job_dir, more_slots, overwrite=False)  # scheduling may change
+    mirrored = validate_job(tiny_job(tmp_path, resources={"logical_cpu_devices": 2}))
+    with pytest.raises(UserError, match="2 replica\\(s\\) per trial where the job started with 1"):
+        _prepare_job_dir(job_dir, mirrored, overwrite=False)
+
+
+def test_resume_on_other_data_is_refused_and_a_moved_copy_noted(tmp_path, data_dir):
+    spec = validate_job(tiny_job(tmp_path))
+    job_dir = JobDir(spec.job_dir())
+    job_dir.root.mkdir(parents=True)
+    meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
+    record = _check_same_data(job_dir, spec, meta, QUIET)
+    assert record["data_dir"] == str(data_dir) and record["num_train"] == meta.num_train
+    (job_dir.root / "data.json").write_text(json.dumps({**record, "data_dir": "/elsewhere"}))
+    console = Console(record=True, width=200)
+    _check_same_data(job_dir, spec, meta, console)
+    assert "(was /elsewhere); the same data" in console.export_text()
+    (job_dir.root / "data.json").write_text(json.dumps({**record, "num_test": 10_000}))
+    with pytest.raises(UserError, match="the data differ from the job's start \\(num_test"):
+        _check_same_data(job_dir, spec, meta, QUIET)
