@@ -271,3 +271,24 @@ def main() -> None:
         for line in str(e).splitlines():
             print(f"error: {line}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except Exception as e:  # noqa: BLE001 - only a full disk is answered here; the rest re-raised
+        line = disk_full_line(e)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def disk_full_line(error: BaseException) -> str | None:
+    """One line for a full disk or quota, naming the path when the error carries it (Python's
+    OSError) or its message does (TensorFlow's file errors); None for any other error."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f": {error.filename}" if error.filename else ""
+        return f"no space left on the device{where}; free some and run the command again"
+    message = str(error)
+    if "No space left on device" in message or "Disk quota exceeded" in message:
+        first = message.strip().splitlines()[0][:300]
+        return f"no space left on the device ({first}); free some and run the command again"
+    return None

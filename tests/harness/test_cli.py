@@ -365,3 +365,32 @@ def test_export_is_refused_while_the_job_directory_is_in_use(tmp_path):
         result = harness("export", str(job_dir.root))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "in use by another harness driver" in result.stderr
+
+
+def test_full_disk_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from harness import cli
+    from harness.jobdir import atomic_write_json
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    target = tmp_path / "job" / "run.json"
+    with pytest.raises(OSError) as raised:
+        atomic_write_json(target, {"a": 1})
+    assert raised.value.filename == str(target)
+    assert not list(target.parent.iterdir())  # no temporary file left behind
+
+    monkeypatch.setattr(cli, "app", lambda: atomic_write_json(target, {"a": 1}))
+    monkeypatch.setattr(quiet, "install", lambda: None)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: no space left on the device: {target}; free some and run the command again"
+    ]
+    tf_style = RuntimeError("/job/trials/3/ckpt.tmp; No space left on device [Op:SaveV2]")
+    assert "(/job/trials/3/ckpt.tmp; No space" in cli.disk_full_line(tf_style)
+    assert cli.disk_full_line(ValueError("something else")) is None
