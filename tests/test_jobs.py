@@ -13,12 +13,20 @@ from harness.jobdir import JobDir
 from harness.tuning import tune
 from tests.conftest import REPO
 
-JOBS = ["cifar10_cnn", "fashion_mnist_transfer", "gan_fashion_mnist", "imdb_rnn", "timeseries_lstm"]
+JOBS = [
+    "cifar10_cnn",
+    "fashion_mnist_cnn",
+    "fashion_mnist_transfer",
+    "gan_fashion_mnist",
+    "imdb_rnn",
+    "timeseries_lstm",
+]
 
 
 @pytest.mark.parametrize("name", JOBS)
 def test_smoke_variant_runs(ray_local, tmp_path, name):
-    overrides = [f"output_dir={tmp_path / 'job'}", "data.download=false"]
+    # Every space that can be refit is, so export.retrain is exercised for each of them.
+    overrides = [f"output_dir={tmp_path / 'job'}", "data.download=false", "export.retrain=true"]
     if name == "timeseries_lstm":
         csv = tmp_path / "demo.csv"
         subprocess.run(
@@ -36,6 +44,8 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
     assert outcome.completed == len(records) >= 1
     if spec.export.policy != "none":
         (manifest,) = outcome.exported[:1]
+        if spec.export.retrain:
+            assert manifest["refit"]["epochs"] >= 1
         assert (
             JobDir(spec.job_dir()).export_dir / manifest["model_name"] / "1" / "saved_model.pb"
         ).exists()
