@@ -106,20 +106,58 @@ def validate(
 
 
 @app.command()
-def status(job_dir: Annotated[Path, typer.Argument(help="A job directory.")]) -> None:
-    """Show the trials table: id, status, hyperparameters, objective, duration, best marked."""
-    from harness.jobdir import JobDir
-    from harness.status import best_per_family, summary, trials_table
+def status(
+    job_dir: Annotated[Path, typer.Argument(help="A job directory.")],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table (for people), csv or json (one row per trial, every hyperparameter).",
+        ),
+    ] = "table",
+) -> None:
+    """Show the trials: status and why, objective at the best epoch, hyperparameters, exports."""
+    import json
 
+    from harness.jobdir import JobDir
+    from harness.status import best_per_family, rows_as_csv, summary, trial_rows, trials_table
+
+    if format_ not in ("table", "csv", "json"):
+        raise UserError(f"--format: {format_!r} is not one of table, csv, json")
     jd = JobDir(job_dir)
     jd.check_format()
-    console.print(trials_table(jd))
+    rows = trial_rows(jd)
+    if format_ == "csv":
+        sys.stdout.write(rows_as_csv(rows))
+        return
+    if format_ == "json":
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+        return
+    console.print(trials_table(jd, rows))
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary(jd).items()))
     console.print(counts or "no trials yet")
     families = best_per_family(jd)
     if len(families) > 1:
         shown = ", ".join(f"{f} {score:.4f} (trial {t})" for f, (t, score) in families.items())
         console.print(f"best per family: {shown}", soft_wrap=True)
+
+
+@app.command()
+def plot(
+    job_dir: Annotated[Path, typer.Argument(help="A job directory.")],
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Where to write the PNG (default: JOB_DIR/search.png)."),
+    ] = None,
+) -> None:
+    """Draw the search: best objective so far against time, and each trial's curve (PNG)."""
+    from harness.jobdir import JobDir
+    from harness.plots import plot_search
+
+    jd = JobDir(job_dir)
+    jd.check_format()
+    jd.read_spec()  # a clear error when this is not a job directory
+    console.print(f"wrote {plot_search(jd, out)}", highlight=False)
 
 
 @app.command()
@@ -169,7 +207,12 @@ def tensorboard(
 
 @app.command()
 def predict(
-    export_dir: Annotated[Path, typer.Argument(help="export/<model>[/<version>] folder.")],
+    export_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="An export folder: export/MODEL (its latest version) or export/MODEL/VERSION."
+        ),
+    ],
     inputs: Annotated[list[str], typer.Argument(help="Image files, text lines or .txt files.")],
 ) -> None:
     """Run an exported model on raw inputs: image files or review text."""

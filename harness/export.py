@@ -22,7 +22,7 @@ from rich.console import Console
 
 from harness import __version__
 from harness.errors import UserError
-from harness.jobdir import JobDir, atomic_write_json
+from harness.jobdir import JobDir, atomic_write_json, atomic_write_text
 from harness.tuning import resume_spec
 
 
@@ -93,6 +93,7 @@ def export_trial(
         if spec.export.retrain:
             manifest["refit"] = {"data": "train+validation", "epochs": _refit_epochs(spec, trial)}
         _write_formats(shipped, serving, tmp, spec.export.formats)
+        _write_companions(tmp, manifest, pipeline, meta)
         atomic_write_json(tmp / "manifest.json", manifest)
         final = model_dir / str(version)
         tmp.rename(final)
@@ -169,7 +170,74 @@ def _confusion(job_dir: JobDir, pipeline, model, hp, meta, trial_id: str) -> Non
         preds.append(np.argmax(model.predict_on_batch(x), axis=-1))
         labels.append(np.asarray(y))
     matrix = confusion_matrix(np.concatenate(labels), np.concatenate(preds), meta.num_classes)
-    write_confusion(job_dir.tensorboard_dir / trial_id / "confusion", matrix, meta.class_names)
+    write_confusion(job_dir.trial_board(trial_id) / "confusion", matrix, meta.class_names)
+
+
+def _write_companions(target: Path, manifest: dict[str, Any], pipeline, meta) -> None:
+    """What a deployment engineer needs beside the model: `labels.txt` (class index -> name,
+    one per line), `example_request.json` (a TF Serving REST request with real test inputs)
+    and `README.md`, a model card from the manifest."""
+    if meta.class_names:
+        atomic_write_text(target / "labels.txt", "\n".join(meta.class_names) + "\n")
+    examples = pipeline.example_inputs(2)
+    if examples is not None:
+        request = {"signature_name": "serving_default", "instances": examples}
+        atomic_write_json(target / "example_request.json", request)
+    atomic_write_text(target / "README.md", model_card(manifest, examples is not None))
+
+
+def model_card(manifest: dict[str, Any], has_example: bool) -> str:
+    """A short model card: what the model is, how it was chosen and scored, how to call it."""
+    serving = manifest["serving"]
+    objective = manifest["objective"]
+    lines = [
+        f"# {manifest['model_name']} (version {manifest['version']})",
+        "",
+        f"Job `{manifest['job']}`, trial {manifest['trial_id']} (rank {manifest['rank']} by "
+        f"{objective['name']}, {objective['direction']}imised on the validation split: "
+        f"{objective['value']:.4f}).",
+    ]
+    if manifest.get("refit"):
+        refit = manifest["refit"]
+        lines.append(
+            f"Refit on {refit['data']} for {refit['epochs']} epochs before export (selection "
+            "stayed on validation)."
+        )
+    data = manifest["data"]
+    tests = ", ".join(f"{k} {v:.4f}" for k, v in manifest["test_metrics"].items())
+    lines += [
+        "",
+        f"**Test metrics** on all {data['num_test']} examples of the test split of "
+        f"`{data['dataset'] or data['pipeline']}` (scored once, at export): {tests}.",
+        "",
+        "## Serving",
+        "",
+        f"Signature `{serving['signature']}`: input `{serving['input']}`, "
+        f"{serving['input_dtype']}, shape {serving['input_shape']} (raw inputs: the model "
+        "does its own preprocessing).",
+    ]
+    if data.get("class_names"):
+        lines.append("Output `probabilities`: one per class, in the order of `labels.txt`.")
+    lines += [
+        "",
+        "```python",
+        "import tensorflow as tf",
+        'serve = tf.saved_model.load("PATH/TO/THIS/FOLDER").signatures["serving_default"]',
+        "```",
+    ]
+    if has_example:
+        lines += [
+            "",
+            "TF Serving (REST), with the example request written beside this file:",
+            "",
+            "```bash",
+            "curl -d @example_request.json "
+            f"http://localhost:8501/v1/models/{manifest['model_name']}:predict",
+            "```",
+        ]
+    lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in manifest["hyperparameters"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def _next_version(model_dir: Path) -> int:
@@ -220,7 +288,10 @@ def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> 
         "trial_id": trial["trial_id"],
         "hyperparameters": {k: v for k, v in values.items() if not k.startswith("tuner/")},
         "objective": {**spec.tuner.objective.model_dump(), "value": trial["score"]},
-        "validation_metrics": _metrics_at(trial, best_step),
+        "best_epoch": best_step + 1 if best_step is not None else None,
+        # At the best epoch (the exported or refit trial's weights), split by data.
+        "validation_metrics": _metrics_at(trial, best_step, validation=True),
+        "training_metrics": _metrics_at(trial, best_step, validation=False),
         "test_metrics": {k: float(v) for k, v in test_metrics.items()},
         "data": {
             "pipeline": spec.data.pipeline,
@@ -246,10 +317,12 @@ def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> 
     }
 
 
-def _metrics_at(trial: dict[str, Any], step) -> dict[str, float]:
-    """Every metric's value at the trial's best step (the exported weights)."""
+def _metrics_at(trial: dict[str, Any], step, validation: bool) -> dict[str, float]:
+    """The validation (`val_*`) or training metrics' values at the trial's best step."""
     out = {}
     for name, tracker in trial.get("metrics", {}).get("metrics", {}).items():
+        if name.startswith("val_") != validation:
+            continue
         for obs in tracker.get("observations", []):
             if obs["step"] == step:
                 out[name] = float(obs["value"][0])

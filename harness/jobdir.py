@@ -32,12 +32,22 @@ ORACLE_PROJECT = "oracle"
 FORMAT_VERSION = 1
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes via a temporary file in the same folder and `os.replace`: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would: mkstemp's 0600 hides records
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -98,6 +108,10 @@ class JobDir:
     @property
     def tensorboard_dir(self) -> Path:
         return self.root / "tensorboard"
+
+    def trial_board(self, trial_id: str) -> Path:
+        """A trial's TensorBoard run, named for people: `trial_007`."""
+        return self.tensorboard_dir / f"trial_{trial_id}"
 
     @property
     def export_dir(self) -> Path:

@@ -15,13 +15,24 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+# How often, at most, a log file (not a terminal) gets a progress line while anything changes.
+LOG_EVERY_S = 30.0
+
 
 class JobProgress:
-    """A rich progress bar over trials plus one printed line per finished trial."""
+    """A rich progress bar over trials plus one printed line per finished trial.
+
+    Not on a terminal (a log file, a cluster scheduler, CI), there is no live bar: the same
+    status is printed as a plain unwrapped line when it changes, at most every `LOG_EVERY_S`
+    seconds, and whenever the number of finished trials changes.
+    """
 
     def __init__(self, console: Console, total_trials: int, objective: str):
         self.console = console
         self.objective = objective
+        self.live = console.is_terminal
+        self.total = total_trials
+        self._logged: tuple[float, int, str] = (0.0, -1, "")
         self._progress = Progress(
             TextColumn("[bold]trials"),
             BarColumn(),
@@ -37,11 +48,13 @@ class JobProgress:
         self.started = time.time()
 
     def __enter__(self) -> JobProgress:
-        self._progress.start()
+        if self.live:
+            self._progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._progress.stop()
+        if self.live:
+            self._progress.stop()
 
     def update(self, done: int, running: dict[str, dict[str, Any]], failed: int, best) -> None:
         """`running`: trial id -> its latest progress.json ({epoch, epochs, metrics})."""
@@ -53,7 +66,21 @@ class JobProgress:
                 value = prog.get("metrics", {}).get(self.objective)
                 shown = f" {self.objective}={value:.4f}" if value is not None else ""
                 parts.append(f"[{trial_id} ep {prog['epoch']}/{prog['epochs']}{shown}]")
-        self._progress.update(self._task, completed=done, status=" | ".join(parts))
+        status = " | ".join(parts)
+        if self.live:
+            self._progress.update(self._task, completed=done, status=status)
+            return
+        last_time, last_done, last_status = self._logged
+        now = time.time()
+        if done != last_done or (status != last_status and now - last_time >= LOG_EVERY_S):
+            elapsed = time.strftime("%H:%M:%S", time.gmtime(now - self.started))
+            self.console.print(
+                f"[{elapsed}] trials {done}/{self.total} | {status}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            self._logged = (now, done, status)
 
     def trial_line(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(text, highlight=False, soft_wrap=True)

@@ -9,32 +9,121 @@ from rich.table import Table
 from harness.jobdir import JobDir
 
 
-def trials_table(job_dir: JobDir) -> Table:
+def trial_rows(job_dir: JobDir) -> list[dict[str, Any]]:
+    """One flat row per trial: id, best mark, status and its reason, the objective at the
+    best epoch, that epoch, epochs run, duration, one key per hyperparameter, and the test
+    metrics of its latest export (`test_<metric>`)."""
     spec = job_dir.read_spec()
     objective = spec["tuner"]["objective"]
     records = job_dir.trial_records()
-    best_id = _best_id(records, objective["direction"])
+    best_id = best_trial_id(records, objective["direction"])
     driver_alive = job_dir.driver_alive()
-    table = Table(title=f"{spec['name']}: {len(records)} trials ({job_dir.root})")
-    for column in ("trial", "status", "hyperparameters", objective["name"], "duration"):
-        table.add_column(column, overflow="fold")
+    exported = _exported_test_metrics(job_dir)
+    rows = []
     for t in records:
-        marker = " ★ best" if t["trial_id"] == best_id else ""
+        status, reason = _status(t, driver_alive)
+        run = t["run"]
+        epochs = (run.get("pruned") or {}).get("epochs_done")
+        if epochs is None and t.get("metrics"):
+            observations = t["metrics"]["metrics"].get(objective["name"], {}).get("observations")
+            epochs = len(observations) if observations else None
+        row = {
+            "trial": t["trial_id"],
+            "best": t["trial_id"] == best_id,
+            "status": status,
+            "reason": reason,
+            objective["name"]: t.get("score"),
+            "best_epoch": t["best_step"] + 1 if t.get("best_step") is not None else None,
+            "epochs": epochs,
+            "duration_s": run.get("duration_s"),
+        }
+        values = t["hyperparameters"]["values"]
+        row.update({k: v for k, v in sorted(values.items()) if not k.startswith("tuner/")})
+        row.update({f"test_{k}": v for k, v in exported.get(t["trial_id"], {}).items()})
+        rows.append(row)
+    return rows
+
+
+def trials_table(job_dir: JobDir, rows: list[dict[str, Any]] | None = None) -> Table:
+    """The rows as a terminal table: hyperparameters that differ between trials get a column
+    each; those every trial shares go in the caption."""
+    spec = job_dir.read_spec()
+    objective = spec["tuner"]["objective"]["name"]
+    rows = trial_rows(job_dir) if rows is None else rows
+    fixed_keys = ("trial", "best", "status", "reason", objective, "best_epoch", "epochs")
+    hps = [
+        k for k in _keys(rows) if k not in (*fixed_keys, "duration_s") and not k.startswith("test_")
+    ]
+    varying = [k for k in hps if len({repr(r.get(k)) for r in rows}) > 1]
+    shared = {k: rows[0].get(k) for k in hps if k not in varying} if rows else {}
+    tests = [k for k in _keys(rows) if k.startswith("test_")]
+    table = Table(
+        title=f"{spec['name']}: {len(rows)} trials ({job_dir.root})",
+        caption=" ".join(f"{k}={_cell(v)}" for k, v in shared.items()) or None,
+    )
+    columns = ["trial", "status", objective, "best epoch", "epochs", *varying, *tests, "duration"]
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        status = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
         table.add_row(
-            t["trial_id"] + marker,
-            _status(t, driver_alive),
-            _hyperparameters(t),
-            f"{t['score']:.4f}" if t.get("score") is not None else "-",
-            _duration(t),
+            r["trial"] + (" ★ best" if r["best"] else ""),
+            status,
+            _cell(r[objective]),
+            _cell(r["best_epoch"]),
+            _cell(r["epochs"]),
+            *(_cell(r.get(k)) for k in varying),
+            *(_cell(r.get(k)) for k in tests),
+            f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
         )
     return table
+
+
+def rows_as_csv(rows: list[dict[str, Any]]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_keys(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _keys(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of the rows, in first-seen order (trials of other branches add keys)."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _exported_test_metrics(job_dir: JobDir) -> dict[str, dict[str, float]]:
+    """{trial_id: test metrics} from the export manifests (the latest version wins)."""
+    import json
+
+    found: dict[str, tuple[int, dict[str, float]]] = {}
+    for path in job_dir.export_dir.glob("*/*/manifest.json"):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        trial_id, version = manifest.get("trial_id"), manifest.get("version", 0)
+        if trial_id is not None and version >= found.get(trial_id, (-1, {}))[0]:
+            found[trial_id] = (version, manifest.get("test_metrics", {}))
+    return {trial_id: metrics for trial_id, (_, metrics) in found.items()}
 
 
 def summary(job_dir: JobDir) -> dict[str, int]:
     counts: dict[str, int] = {}
     driver_alive = job_dir.driver_alive()
     for t in job_dir.trial_records():
-        status = _status(t, driver_alive).split(" ")[0].rstrip(":")
+        status = _status(t, driver_alive)[0]
         counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -50,14 +139,14 @@ def best_per_family(job_dir: JobDir) -> dict[str, tuple[str, float]]:
             families.setdefault(family, []).append(t)
     best = {}
     for family, records in sorted(families.items()):
-        trial_id = _best_id(records, direction)
+        trial_id = best_trial_id(records, direction)
         if trial_id is not None:
             score = next(t["score"] for t in records if t["trial_id"] == trial_id)
             best[family] = (trial_id, score)
     return best
 
 
-def _best_id(records: list[dict[str, Any]], direction: str) -> str | None:
+def best_trial_id(records: list[dict[str, Any]], direction: str) -> str | None:
     done = [t for t in records if t["status"] == "COMPLETED" and t.get("score") is not None]
     if not done:
         return None
@@ -65,28 +154,16 @@ def _best_id(records: list[dict[str, Any]], direction: str) -> str | None:
     return pick(done, key=lambda t: t["score"])["trial_id"]
 
 
-def _status(t: dict[str, Any], driver_alive: bool) -> str:
+def _status(t: dict[str, Any], driver_alive: bool) -> tuple[str, str | None]:
+    """(status, why): PRUNED, INTERRUPTED (a dead driver's RUNNING), RUNNING with its epoch,
+    FAILED with the first line of its error, or the oracle's status."""
     pruned = t["run"].get("pruned")
     if t["status"] == "COMPLETED" and pruned:
-        return f"PRUNED after {pruned['epochs_done']} epochs: {pruned['reason']}"
+        return "PRUNED", f"after {pruned['epochs_done']} epochs: {pruned['reason']}"
     if t["status"] == "RUNNING" and not driver_alive:
-        return "INTERRUPTED (runs again on resume)"
+        return "INTERRUPTED", "runs again on resume"
     if t["status"] == "RUNNING" and t["progress"]:
-        return f"RUNNING (epoch {t['progress']['epoch']}/{t['progress']['epochs']})"
+        return "RUNNING", f"epoch {t['progress']['epoch']}/{t['progress']['epochs']}"
     if t["status"] == "FAILED" and t.get("message"):
-        return f"FAILED: {t['message'].strip().splitlines()[0][:80]}"
-    return t["status"]
-
-
-def _hyperparameters(t: dict[str, Any]) -> str:
-    values = t["hyperparameters"]["values"]
-    return " ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in sorted(values.items())
-        if not k.startswith("tuner/")
-    )
-
-
-def _duration(t: dict[str, Any]) -> str:
-    seconds = t["run"].get("duration_s")
-    return f"{seconds:.1f}s" if seconds is not None else "-"
+        return "FAILED", t["message"].strip().splitlines()[0][:200]
+    return t["status"], None

@@ -59,7 +59,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     if meta.task == "image_classification":
         from harness.summaries import write_examples
 
-        write_examples(job_dir.tensorboard_dir / trial_id / "examples", next(iter(data.train))[0])
+        write_examples(job_dir.trial_board(trial_id) / "examples", next(iter(data.train))[0])
     epochs, initial_epoch = _epochs(spec, hp)
     recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"))
     t = time.perf_counter()
@@ -178,7 +178,7 @@ def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> li
 
     callbacks = [
         keras.callbacks.TensorBoard(
-            log_dir=str(job_dir.tensorboard_dir / trial_id), write_graph=False, profile_batch=0
+            log_dir=str(job_dir.trial_board(trial_id)), write_graph=False, profile_batch=0
         ),
         BestCheckpoint(job_dir.checkpoint_path(trial_id), spec.tuner.objective),
         recorder,
@@ -186,7 +186,7 @@ def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> li
     # Spaces may add their own (e.g. GAN sample grids), written beside the trial's scalars.
     extra = getattr(hypermodel, "extra_callbacks", None)
     if extra is not None:
-        callbacks.extend(extra(str(job_dir.tensorboard_dir / trial_id)))
+        callbacks.extend(extra(str(job_dir.trial_board(trial_id))))
     stop = spec.training.early_stopping
     if stop:
         mode = stop.mode

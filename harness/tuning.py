@@ -20,7 +20,7 @@ from rich.console import Console
 
 from harness.channel import EpochChannel
 from harness.errors import UserError
-from harness.hparams import write_experiment, write_trial
+from harness.hparams import end_trial, write_experiment, write_trial
 from harness.job import JobSpec, validate_job
 from harness.jobdir import JobDir, atomic_write_json, read_json
 from harness.oracles import make_oracle
@@ -95,6 +95,7 @@ def tune(
 
         with RayExecutor(spec.resources, make_channel(spec), address) as executor:
             outcome = TrialLoop(spec, job_dir, oracle, executor, console).run()
+        _plot(job_dir, console)
         if outcome.interrupted:
             console.print(f"interrupted; state saved. Resume with: harness resume {job_dir.root}")
             return outcome
@@ -104,6 +105,19 @@ def tune(
             top = spec.export.top_k if spec.export.policy == "top_k" else 1
             outcome.exported = export_trials(job_dir, top, console)
         return outcome
+
+
+def _plot(job_dir: JobDir, console: Console) -> None:
+    """search.png in the job directory; a picture that cannot be drawn is reported, and the
+    job (its results are on disk already) goes on to its export."""
+    from harness.plots import plot_search
+
+    try:
+        path = plot_search(job_dir)
+    except Exception as e:  # noqa: BLE001 - reported; the search's results are already saved
+        console.print(f"[yellow]warning:[/] no search.png: {type(e).__name__}: {e}")
+        return
+    console.print(f"search plot: {path}", highlight=False)
 
 
 def make_channel(spec: JobSpec) -> EpochChannel:
@@ -308,7 +322,7 @@ class TrialLoop:
         previous = read_json(trial_dir / "run.json", {})
         (trial_dir / "progress.json").unlink(missing_ok=True)
         if previous:  # a re-run starts a fresh TensorBoard run, not a second curve in the old
-            shutil.rmtree(self.job_dir.tensorboard_dir / trial.trial_id, ignore_errors=True)
+            shutil.rmtree(self.job_dir.trial_board(trial.trial_id), ignore_errors=True)
         request = {
             "job": self._worker_spec,
             "job_dir": str(self.job_dir.root),
@@ -322,7 +336,9 @@ class TrialLoop:
             "submitted": request["submitted_at"],
         }
         atomic_write_json(trial_dir / "run.json", run)
-        write_trial(self.job_dir.tensorboard_dir, trial.trial_id, trial.hyperparameters.values)
+        write_trial(
+            self.job_dir.trial_board(trial.trial_id), trial.trial_id, trial.hyperparameters.values
+        )
         handle = self.executor.submit(request)
         self.running[handle] = (tuner_id, trial)
         self._submitted[handle] = request["submitted_at"]
@@ -366,6 +382,7 @@ class TrialLoop:
         self.oracle.save()  # end_trial saves before it drops the trial from ongoing_trials
         self._failures_in_a_row = self._failures_in_a_row + 1 if error else 0
         self._write_run_record(trial, result, error, pruned)
+        self._end_session(trial, result, error, pruned)
         self._save_elapsed()
         self._count_finished()
         self._print_trial(trial, result, error, pruned)
@@ -376,6 +393,24 @@ class TrialLoop:
             self.progress.trial_line(
                 f"[red]search stopped:[/] {self.outcome.stop_reason}; no new trial is started"
             )
+
+    def _end_session(self, trial, result, error, pruned) -> None:
+        """Closes the trial's HParams session with its status, best score and reason."""
+        best = None
+        if not error and trial.score is not None:
+            best = (trial.score, int(trial.best_step or 0))
+        reason = error or (
+            f"stopped after {pruned['epochs_done']} epochs: {pruned['reason']}" if pruned else None
+        )
+        end_trial(
+            self.spec,
+            self.job_dir.trial_board(trial.trial_id),
+            "PRUNED" if pruned else trial.status,
+            reason,
+            best,
+            len((result or {}).get("epochs", [])),
+            trial.hyperparameters.values,
+        )
 
     def _report_epochs(self, trial, result: dict[str, Any]) -> str | None:
         """Replays the final attempt's epochs into the oracle (a fresh metrics history, so a

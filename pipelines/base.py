@@ -136,3 +136,8 @@ class Pipeline:
     def test_data(self, batch_size: int = 256, hp: Any = None) -> Any:
         """Test batches, prepared with `hp`'s data choices; only used to score exports."""
         raise NotImplementedError
+
+    def example_inputs(self, count: int = 1) -> list[Any] | None:
+        """A few raw test inputs as JSON values, in the serving signature's form, for an
+        export's example request (`example_request.json`); None when a pipeline has none."""
+        return None

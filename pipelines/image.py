@@ -256,6 +256,10 @@ class ImageClassificationPipeline(Pipeline):
     def test_data(self, batch_size: int = 256, hp: Any = None):
         return self._batched(self._examples("test"), batch_size)
 
+    def example_inputs(self, count: int = 1) -> list[Any]:
+        """The first test images as nested lists of 0-255 integers (H x W x C)."""
+        return [image.numpy().tolist() for image, _ in self._examples("test").take(count)]
+
 
 def _size(part: tuple) -> int:
     return part[2] - part[1] if part[0] == "range" else len(part[1])

@@ -290,6 +290,10 @@ class TextClassificationPipeline(Pipeline):
         """Test batches of (ids, label), vectorized like training data for `hp`."""
         return self._eval_dataset(self.source.raw("test"), batch_size, self.vectorizer(hp))
 
+    def example_inputs(self, count: int = 1) -> list[Any]:
+        """The first test texts, as the raw strings the exported model takes."""
+        return [text.numpy().decode() for text, _ in self.source.raw("test").take(count)]
+
     def raw_test_data(self, batch_size: int = 256):
         """Test batches of (raw string, label), for a model that has the vectorizer inside."""
         return self._eval_dataset(self.source.raw("test"), batch_size)

@@ -59,10 +59,26 @@ def entry_point(request) -> list[str]:
     return command
 
 
+COMMANDS = ("tune", "resume", "status", "plot", "export", "tensorboard", "predict", "validate")
+
+
 def test_help_explains_each_command():
-    out = harness("--help").stdout
-    for command in ("tune", "resume", "status", "export", "validate", "data"):
-        assert command in out
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["--help"], terminal_width=200).output
+    listed = {
+        line.split()[1]
+        for line in out.splitlines()
+        if line.startswith("│ ") and len(line.split()) > 2
+    }
+    assert listed >= {*COMMANDS, "data"}, out
+    for command in [[c] for c in COMMANDS] + [["data", "import"]]:
+        result = runner.invoke(app, [*command, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (command, result.output, result.exception)
+        assert "Usage:" in result.output
 
 
 def test_bad_job_file_is_one_line_and_exit_2(tmp_path):

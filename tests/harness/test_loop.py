@@ -12,13 +12,15 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 from rich.console import Console
+from tensorboard.plugins.hparams import metadata
 
 from harness.cli import outcome_code
 from harness.execution import FakeExecutor
 from harness.job import validate_job
 from harness.jobdir import JobDir, read_json
 from harness.oracles import make_oracle
-from harness.tuning import TrialLoop, _prepare_job_dir, make_channel
+from harness.status import trial_rows
+from harness.tuning import TrialLoop, _prepare_job_dir, _write_spec, make_channel
 from tests.conftest import tiny_job
 
 QUIET = Console(quiet=True)
@@ -36,7 +38,8 @@ def make_loop(tmp_path: Path, script, capacity: int = 1, **tuner):
     tuner = {"algorithm": "random", "max_trials": 6, "epochs": 9, "seed": 3, **tuner}
     spec = validate_job(tiny_job(tmp_path, tuner=tuner), cross_check=False)
     job_dir = JobDir(spec.job_dir())
-    _prepare_job_dir(job_dir, spec, overwrite=False)  # job.json, as `harness tune` writes it
+    _prepare_job_dir(job_dir, spec, overwrite=False)
+    _write_spec(job_dir, spec)  # job.json, as `harness tune` writes it
     oracle = make_oracle(spec.tuner, job_dir)
     space = kt.HyperParameters()
     space.Float("quality", 0.05, 1.0, default=0.5)
@@ -234,9 +237,34 @@ def test_status_reads_the_job_directory_and_marks_best_and_pruned(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"{outcome.best[0]} ★ best" in result.stdout
-    assert "PRUNED after 1 epochs: ASHA" in result.stdout
+    assert "PRUNED (after 1 epochs: ASHA" in result.stdout
     assert f"{outcome.completed} completed" in result.stdout
     assert f"{outcome.pruned} pruned" in result.stdout.lower()
+    assert "quality" in result.stdout.splitlines()[1]  # a column per varying hyperparameter
+
+    rows = {r["trial"]: r for r in trial_rows(loop.job_dir)}
+    for trial in loop.oracle.trials.values():
+        row = rows[trial.trial_id]
+        assert row["quality"] == trial.hyperparameters.get("quality")
+        assert row["val_accuracy"] == trial.score and row["best"] == (
+            trial.trial_id == outcome.best[0]
+        )
+        assert row["best_epoch"] == trial.best_step + 1
+        assert row["status"] == ("PRUNED" if trial.message else "COMPLETED")
+    csv_out = subprocess.run(
+        [sys.executable, "-m", "harness", "status", str(loop.job_dir.root), "--format", "csv"],
+        capture_output=True,
+        text=True,
+    )
+    header, *lines = csv_out.stdout.splitlines()
+    assert header.startswith("trial,best,status,reason,val_accuracy,best_epoch,epochs,duration_s")
+    assert len(lines) == len(rows) and "quality" in header.split(",")
+    as_json = subprocess.run(
+        [sys.executable, "-m", "harness", "status", str(loop.job_dir.root), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(as_json.stdout) == json.loads(json.dumps(list(rows.values())))
 
 
 def test_changed_job_is_refused_on_the_same_directory(tmp_path):
@@ -245,6 +273,7 @@ def test_changed_job_is_refused_on_the_same_directory(tmp_path):
     spec = validate_job(tiny_job(tmp_path), cross_check=False)
     job_dir = JobDir(spec.job_dir())
     _prepare_job_dir(job_dir, spec, overwrite=False)
+    _write_spec(job_dir, spec)
     budget = validate_job(tiny_job(tmp_path, tuner={"max_trials": 9}), cross_check=False)
     _prepare_job_dir(job_dir, budget, overwrite=False)  # budgets may change
     other = validate_job(tiny_job(tmp_path, tuner={"algorithm": "grid"}), cross_check=False)
@@ -297,12 +326,24 @@ def test_a_rerun_trial_gets_a_fresh_tensorboard_run(tmp_path):
             raise KeyboardInterrupt
         yield from climb(request)
 
+    def tags(board):
+        import tensorflow as tf
+
+        return [
+            value.tag
+            for path in sorted(board.glob("events.out.tfevents*"))
+            for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value
+        ]
+
     loop, _ = make_loop(tmp_path, interrupted, max_trials=2)
     loop.run()
-    board = loop.job_dir.tensorboard_dir / "1"
-    assert len(list(board.glob("events.out.tfevents*"))) == 1
+    board = loop.job_dir.trial_board("1")
+    assert tags(board) == [metadata.SESSION_START_INFO_TAG]  # started, never ended
     make_loop(tmp_path, climb, max_trials=2)[0].run()
-    assert len(list(board.glob("events.out.tfevents*"))) == 1  # one session, not two
+    rerun = tags(board)  # one session, not two, and now closed
+    assert rerun.count(metadata.SESSION_START_INFO_TAG) == 1
+    assert rerun.count(metadata.SESSION_END_INFO_TAG) == 1
 
 
 def test_status_reports_each_family_best_apart(tmp_path):
@@ -328,3 +369,28 @@ def test_status_reports_each_family_best_apart(tmp_path):
         ]
         assert score == max(same)
         assert loop.oracle.trials[trial_id].hyperparameters.values["family"] == family
+
+
+def test_search_plot_from_the_job_directory(tmp_path):
+    import subprocess
+    import sys
+
+    import matplotlib.image
+
+    from harness.plots import best_so_far
+
+    loop, _ = make_loop(tmp_path, climb, max_trials=6, pruning={"rule": "asha"})
+    outcome = loop.run()
+    records = loop.job_dir.trial_records()
+    times, best = best_so_far(records, "max")
+    assert best == sorted(best) and best[-1] == outcome.best[1]  # a best-so-far curve
+    assert times == sorted(times) and times[0] >= 0
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "plot", str(loop.job_dir.root)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    png = loop.job_dir.root / "search.png"
+    assert f"wrote {png}" in result.stdout
+    assert matplotlib.image.imread(png).shape[:2] == (450, 1200)

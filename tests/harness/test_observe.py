@@ -35,17 +35,22 @@ def finished_job(ray_local, tmp_path_factory):
 
 
 def hparams_sessions(log_dir) -> tuple[dict, plugin_event_multiplexer.EventMultiplexer]:
+    """{run: {hyperparameter: value proto}} of every session, and the loaded multiplexer."""
+    return sessions_of(log_dir, metadata.SESSION_START_INFO_TAG)
+
+
+def sessions_of(log_dir, tag: str) -> tuple[dict, plugin_event_multiplexer.EventMultiplexer]:
     mux = plugin_event_multiplexer.EventMultiplexer()
     mux.AddRunsFromDirectory(str(log_dir))
     mux.Reload()
-    sessions = {}
+    found = {}
     for run, tags in mux.PluginRunToTagToContent(metadata.PLUGIN_NAME).items():
-        if metadata.SESSION_START_INFO_TAG in tags:
-            info = metadata.parse_session_start_info_plugin_data(
-                tags[metadata.SESSION_START_INFO_TAG]
-            )
-            sessions[run] = {k: v for k, v in info.hparams.items()}
-    return sessions, mux
+        if tag == metadata.SESSION_START_INFO_TAG and tag in tags:
+            info = metadata.parse_session_start_info_plugin_data(tags[tag])
+            found[run] = {k: v for k, v in info.hparams.items()}
+        elif tag == metadata.SESSION_END_INFO_TAG and tag in tags:
+            found[run] = metadata.parse_session_end_info_plugin_data(tags[tag]).status
+    return found, mux
 
 
 def value_of(proto):
@@ -56,28 +61,58 @@ def value_of(proto):
 def test_every_trial_is_in_the_hparams_data(finished_job):
     job_dir, _ = finished_job
     sessions, mux = hparams_sessions(job_dir.tensorboard_dir)
-    records = {r["trial_id"]: r for r in job_dir.trial_records()}
-    assert set(sessions) == set(records)  # failed trial included
-    for trial_id, hparams in sessions.items():
-        values = records[trial_id]["hyperparameters"]["values"]
+    records = {f"trial_{r['trial_id']}": r for r in job_dir.trial_records()}
+    assert set(sessions) == set(records)  # runs named for people; failed trial included
+    for run, hparams in sessions.items():
+        values = records[run]["hyperparameters"]["values"]
         assert {k: value_of(v) for k, v in hparams.items()} == pytest.approx(values)
     experiment = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)["."]
     config = metadata.parse_experiment_plugin_data(experiment[metadata.EXPERIMENT_TAG])
     assert {h.name for h in config.hparam_infos} >= set(PINNED_CNN) | {"explode"}
+    # Tuned before pinned: TensorBoard shows the first 5 at first.
+    names = [h.name for h in config.hparam_infos]
+    assert names[0] == "explode" and set(names[-len(PINNED_CNN) :]) == set(PINNED_CNN)
     completed = next(r for r in records.values() if r["status"] == "COMPLETED")
-    events = mux.Tensors(f"{completed['trial_id']}/validation", "epoch_accuracy")
+    events = mux.Tensors(f"trial_{completed['trial_id']}/validation", "epoch_accuracy")
     final = float(tf.make_ndarray(events[-1].tensor_proto))
     observed = completed["metrics"]["metrics"]["val_accuracy"]["observations"][-1]["value"][0]
     assert final == pytest.approx(observed, abs=1e-6)
+
+
+def test_sessions_end_with_status_best_score_and_reason(finished_job):
+    from tensorboard.plugins.hparams import api_pb2
+
+    job_dir, _ = finished_job
+    ends, mux = sessions_of(job_dir.tensorboard_dir, metadata.SESSION_END_INFO_TAG)
+    records = {f"trial_{r['trial_id']}": r for r in job_dir.trial_records()}
+    expected = {
+        run: api_pb2.STATUS_FAILURE if r["status"] == "FAILED" else api_pb2.STATUS_SUCCESS
+        for run, r in records.items()
+    }
+    assert ends == expected and set(expected.values()) == {1, 2}  # one of each
+    experiment = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)["."]
+    config = metadata.parse_experiment_plugin_data(experiment[metadata.EXPERIMENT_TAG])
+    assert config.metric_infos[0].name.tag == "trial/best_val_accuracy"
+    for run, record in records.items():
+        card = mux.Tensors(run, "trial/summary")[0].tensor_proto.string_val[0].decode()
+        assert card.startswith(f"**{record['status']}**")
+        if record["status"] == "FAILED":
+            assert "boom: this configuration cannot be built" in card
+            assert not mux.GetAccumulator(run).Tags()["tensors"].count("trial/best_val_accuracy")
+            continue
+        (best,) = mux.Tensors(run, "trial/best_val_accuracy")
+        # The tuner's ranking value, at the tuner's best epoch (not the last epoch's value).
+        assert float(tf.make_ndarray(best.tensor_proto)) == pytest.approx(record["score"])
+        assert best.step == record["best_step"]
 
 
 def test_image_summaries_for_examples_and_confusion(finished_job):
     job_dir, outcome = finished_job
     _, mux = hparams_sessions(job_dir.tensorboard_dir)
     best = outcome.best[0]
-    examples = mux.Tensors(f"{best}/examples", "augmented_training_examples")
+    examples = mux.Tensors(f"trial_{best}/examples", "augmented_training_examples")
     assert len(examples[0].tensor_proto.string_val) == 2 + 8  # width, height, 8 pngs
-    confusion = mux.Tensors(f"{best}/confusion", "confusion_matrix")
+    confusion = mux.Tensors(f"trial_{best}/confusion", "confusion_matrix")
     assert confusion and len(confusion[0].tensor_proto.string_val) == 3  # width, height, png
 
 

@@ -41,7 +41,7 @@ def test_trials_on_ray_are_recorded(ray_local, tmp_path):
         tid = record["trial_id"]
         assert record["score"] is not None
         assert job_dir.checkpoint_path(tid).exists()
-        assert list((job_dir.tensorboard_dir / tid / "validation").glob("events.out.tfevents*"))
+        assert list((job_dir.trial_board(tid) / "validation").glob("events.out.tfevents*"))
         assert record["run"]["timings"]["fit_s"] > 0 and record["run"]["replicas"] == 1
     first = records[0]["hyperparameters"]["values"]
     assert first["conv_layers"] == 3 and first["optimizer"] == "adam"  # the default point
@@ -105,7 +105,19 @@ def test_export_writes_loadable_models_with_manifest(ray_local, tmp_path):
     assert set(on_disk["versions"]) >= {"tensorflow", "keras", "keras_tuner", "harness"}
     assert 0.0 <= on_disk["test_metrics"]["accuracy"] <= 1.0
     assert on_disk["validation_metrics"]["val_accuracy"] == pytest.approx(outcome.best[1])
+    assert all(k.startswith("val_") for k in on_disk["validation_metrics"])
+    assert set(on_disk["training_metrics"]) == {"accuracy", "loss"}
     assert not list(version_dir.parent.glob(".tmp-*"))
+    # Beside the model: readable by others, labels, a real example request, a model card.
+    assert (version_dir / "manifest.json").stat().st_mode & 0o044 == 0o044
+    labels = (version_dir / "labels.txt").read_text().splitlines()
+    assert labels == on_disk["data"]["class_names"] and len(labels) == 10
+    request = json.loads((version_dir / "example_request.json").read_text())
+    assert request["signature_name"] == "serving_default"
+    assert np.asarray(request["instances"]).shape == (2, 28, 28, 1)
+    card = (version_dir / "README.md").read_text()
+    assert f"trial {outcome.best[0]}" in card and "labels.txt" in card
+    assert f"accuracy {on_disk['test_metrics']['accuracy']:.4f}" in card
 
     import keras
 

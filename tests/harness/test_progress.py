@@ -1,0 +1,35 @@
+"""Progress in a log file (not a terminal): plain, unwrapped, periodic lines; no live bar."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from harness import progress
+from harness.progress import JobProgress
+
+
+def test_log_file_gets_unwrapped_lines_when_something_changes(monkeypatch):
+    out = io.StringIO()
+    console = Console(file=out, width=40, force_terminal=False)
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "time", lambda: clock[0])
+    with JobProgress(console, total_trials=5, objective="val_accuracy") as bar:
+        assert not bar.live
+        running = {"3": {"epoch": 1, "epochs": 4, "metrics": {"val_accuracy": 0.5}}}
+        bar.update(0, running, 0, None)  # the first state is logged
+        running["3"] = {"epoch": 2, "epochs": 4, "metrics": {"val_accuracy": 0.6}}
+        clock[0] += 5
+        bar.update(0, running, 0, None)  # changed, but too soon: not logged
+        clock[0] += progress.LOG_EVERY_S
+        bar.update(0, running, 0, None)  # changed since the last line and due: logged
+        bar.update(0, running, 0, None)  # nothing new: not logged
+        bar.trial_line("trial 3 done val_accuracy=0.7000 fit 12.0s " + "lr=0.001 " * 10)
+        bar.update(1, {}, 0, ("3", 0.7))  # a trial finished: logged at once
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4, lines  # one line each, however narrow the console
+    assert lines[0].startswith("[00:00:00] trials 0/5 | running 1") and "[3 ep 1/4" in lines[0]
+    assert "[3 ep 2/4 val_accuracy=0.6000]" in lines[1]
+    assert lines[2].startswith("trial 3 done") and lines[2].endswith("lr=0.001 ")
+    assert "trials 1/5" in lines[3] and "best val_accuracy=0.7000 (trial 3)" in lines[3]
