@@ -1,4 +1,4 @@
-"""Image summaries for TensorBoard: augmented training examples and confusion matrices."""
+"""Image summaries for TensorBoard: labelled training examples and confusion matrices."""
 
 from __future__ import annotations
 
@@ -8,13 +8,46 @@ from pathlib import Path
 import numpy as np
 
 
-def write_examples(log_dir: Path, images, step: int = 0, count: int = 8) -> None:
-    """A few (augmented) training images, as the model sees them before its rescaling."""
+def write_examples(
+    log_dir: Path, images, labels, class_names: list[str], augmented: bool, count: int = 8
+) -> None:
+    """A few training images as the model sees them (before its rescaling), in one grid, each
+    titled with its class; the tag says whether they are augmented."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images[:count], np.float32) / 255.0
+    labels = np.asarray(labels[:count]).reshape(-1)
+    columns = min(4, len(images))
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, labels, strict=False):
+        gray = image.shape[-1] == 1
+        ax.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=1)
+        ax.set_title(_name(class_names, int(label)), fontsize=9)
+    tag = "training_examples_augmented" if augmented else "training_examples"
+    _write_figure(log_dir, tag, fig)
+
+
+def _name(class_names: list[str], index: int) -> str:
+    return class_names[index] if 0 <= index < len(class_names) else str(index)
+
+
+def _write_figure(log_dir: Path, tag: str, fig) -> None:
+    """A matplotlib figure as one TensorBoard image."""
+    import matplotlib.pyplot as plt
     import tensorflow as tf
 
-    images = tf.cast(images[:count], tf.float32) / 255.0
+    fig.tight_layout()
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
+    plt.close(fig)
     with _writer(log_dir) as writer, writer.as_default():
-        tf.summary.image("augmented_training_examples", images, step=step, max_outputs=count)
+        tf.summary.image(tag, pixels[None], step=0)
 
 
 @contextlib.contextmanager
@@ -37,21 +70,36 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) 
 
 
 def write_confusion(log_dir: Path, matrix: np.ndarray, class_names: list[str]) -> None:
-    """The matrix as a heat-map image (rows: true class, columns: predicted, row-normalised)
-    and as a markdown table with the counts."""
+    """The matrix as a heat-map image (rows: true class, columns: predicted, row-normalised,
+    class names on both axes, counts in the cells) and as a markdown table with the counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import tensorflow as tf
 
     rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    cell = max(8, 256 // len(matrix))
-    heat = np.kron(rows, np.ones((cell, cell)))[..., None]
-    # white (0) to dark blue (1): easy to read on TensorBoard's light background
-    rgb = np.concatenate([1 - heat, 1 - 0.6 * heat, np.ones_like(heat) - 0.2 * heat], axis=-1)
-    header = "| true \\ predicted | " + " | ".join(class_names) + " |"
-    lines = [header, "|" + "---|" * (len(class_names) + 1)]
+    n = len(matrix)
+    names = [_name(class_names, i) for i in range(n)]
+    size = max(5.0, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    shown = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion on the test split ({int(matrix.sum())} examples)")
+    if n <= 20:
+        for (i, j), count in np.ndenumerate(matrix):
+            color = "white" if rows[i, j] > 0.5 else "black"
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
+    _write_figure(log_dir, "confusion_matrix", fig)
+    header = "| true \\ predicted | " + " | ".join(names) + " |"
+    lines = [header, "|" + "---|" * (n + 1)]
     lines += [
         f"| {name} | " + " | ".join(str(v) for v in row) + " |"
-        for name, row in zip(class_names, matrix, strict=True)
+        for name, row in zip(names, matrix, strict=True)
     ]
     with _writer(log_dir) as writer, writer.as_default():
-        tf.summary.image("confusion_matrix", rgb[None].astype(np.float32), step=0)
         tf.summary.text("confusion_matrix_counts", "\n".join(lines), step=0)

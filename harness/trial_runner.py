@@ -57,9 +57,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     timings["build_s"] = time.perf_counter() - t
 
     if meta.task == "image_classification":
-        from harness.summaries import write_examples
-
-        write_examples(job_dir.trial_board(trial_id) / "examples", next(iter(data.train))[0])
+        _examples_once(job_dir, pipeline, hp, data, meta)
     epochs, initial_epoch = _epochs(spec, hp)
     recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"))
     t = time.perf_counter()
@@ -134,6 +132,26 @@ def _release() -> None:
     for name in [n for n in registry if n.startswith("CustomGradient-")]:
         del registry[name]
     keras.backend.clear_session()  # Keras's global state; collects the freed graphs
+
+
+def _examples_once(job_dir: JobDir, pipeline, hp, data, meta) -> None:
+    """Labelled training images, as the model sees them, in the job's `examples` run: once per
+    augmentation (one run per tuned `augment_strength`), by whichever worker gets there first,
+    so trials do not pay for a picture that would be the same each time."""
+    strength = hp.values.get("augment_strength")
+    board = job_dir.tensorboard_dir / "examples"
+    if strength is not None:
+        board = board / f"augment_strength_{strength:g}"
+    board.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(board / ".claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    from harness.summaries import write_examples
+
+    images, labels = next(iter(data.train))
+    augmented = pipeline.augment_fn(hp) is not None
+    write_examples(board, images, labels, meta.class_names, augmented)
 
 
 def _record_attempt(job_dir: JobDir, trial_id: str) -> dict[str, Any]:

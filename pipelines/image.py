@@ -40,7 +40,7 @@ class ImageClassificationConfig(PipelineConfig):
     dataset: str | None = None
     arrays: str | None = None
     folder: str | None = None
-    channels: Literal[1, 3] = 3
+    channels: Literal[1, 3] | None = None  # folders: None = as the images are (gray -> 1)
     image_size: tuple[PositiveInt, PositiveInt] | None = None
     data_dir: str | None = None
     download: bool = True

@@ -156,8 +156,20 @@ class FolderImages:
 
     contiguous = False
 
-    def __init__(self, root: Path, image_size: tuple[int, int] | None, channels: int):
-        self.root, self.image_size, self.channels = root, image_size, channels
+    def __init__(self, root: Path, image_size: tuple[int, int] | None, channels: int | None):
+        self.root, self.image_size, self._channels = root, image_size, channels
+
+    @property
+    def channels(self) -> int:
+        """The job's `channels`, else the first training image's own: 1 for grayscale (with
+        or without alpha), 3 for colour. Every image is then decoded to that many."""
+        if self._channels is None:
+            import tensorflow as tf
+
+            path = self._files("train")[0][0]
+            native = _decode(tf, tf.io.read_file(path), 0, path).shape[-1]
+            self._channels = 1 if native in (1, 2) else 3
+        return self._channels
 
     def _files(self, split: str) -> tuple[list[str], np.ndarray, list[str]]:
         base = self.root / split

@@ -110,10 +110,14 @@ def test_image_summaries_for_examples_and_confusion(finished_job):
     job_dir, outcome = finished_job
     _, mux = hparams_sessions(job_dir.tensorboard_dir)
     best = outcome.best[0]
-    examples = mux.Tensors(f"trial_{best}/examples", "augmented_training_examples")
-    assert len(examples[0].tensor_proto.string_val) == 2 + 8  # width, height, 8 pngs
+    # The job augments nothing: one labelled grid, once for the job, named for what it is.
+    (examples,) = mux.Tensors("examples", "training_examples")
+    assert len(examples.tensor_proto.string_val) == 3  # width, height, one png
+    assert not any(run.startswith("trial_") and "examples" in run for run in mux.Runs())
     confusion = mux.Tensors(f"trial_{best}/confusion", "confusion_matrix")
     assert confusion and len(confusion[0].tensor_proto.string_val) == 3  # width, height, png
+    width = int(confusion[0].tensor_proto.string_val[0])
+    assert width > 400  # a drawn figure with axes and class names, not a bare 10x10 grid
 
 
 def test_saved_model_accuracy_in_a_plain_tensorflow_process(finished_job, tiny_npz, tmp_path):

@@ -71,6 +71,18 @@ def test_folder_source_with_class_names(folder):
     )
 
 
+def test_folder_of_grayscale_images_gives_a_grayscale_model_input(tmp_path):
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            for i in range(4):
+                write_png(tmp_path / split / c / f"{i}.png", np.full((12, 10, 1), 9 * i, np.uint8))
+    p = pipeline(folder=str(tmp_path), batch_size=2, validation_split=0.25)
+    assert p.describe().input_shape == (12, 10, 1)
+    assert next(iter(p.train_data().train))[0].shape == (2, 12, 10, 1)
+    forced = pipeline(folder=str(tmp_path), batch_size=2, validation_split=0.25, channels=3)
+    assert forced.describe().input_shape == (12, 10, 3)
+
+
 def test_folder_with_mixed_sizes_needs_a_resize(folder):
     write_png(folder / "train" / "cat" / "odd.png", np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(UserError, match="mixed sizes.*set data.image_size"):
