@@ -213,13 +213,24 @@ def predict(
             help="An export folder: export/MODEL (its latest version) or export/MODEL/VERSION."
         ),
     ],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, text lines or .txt files.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image files, text lines, .txt files or (forecasters) CSV files."),
+    ],
 ) -> None:
-    """Run an exported model on raw inputs: image files or review text."""
+    """Run an exported model on raw inputs: image files, review text, or (forecasters) CSV
+    files of recent rows."""
     from harness.predict import predict as run
 
     _require_tensorflow()
     for row in run(export_dir, inputs):
+        if "forecast" in row:
+            shown = "; ".join(
+                f"{target} " + ", ".join(f"{v:.4g}" for v in values)
+                for target, values in row["forecast"].items()
+            )
+            console.print(f"{row['input']}: next {shown}", soft_wrap=True, highlight=False)
+            continue
         console.print(
             f"{row['input']}: {row['class']} ({row['probability']:.3f})",
             soft_wrap=True,

@@ -299,6 +299,12 @@ def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> 
             "fingerprint": meta.fingerprint,
             "num_test": meta.num_test,
             "class_names": meta.class_names,
+            # A forecaster's input: its window of these columns, raw units (predict reads it).
+            **{
+                k: meta.extra[k]
+                for k in ("columns", "targets", "window", "horizon")
+                if k in meta.extra
+            },
         },
         "serving": {
             "signature": "serving_default",

@@ -22,13 +22,16 @@ def resolve_version(path: Path) -> Path:
 
 
 def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
-    """Runs `serving_default` on image files or text lines; returns top class per input."""
+    """Runs `serving_default` on image files or text lines (top class per input), or a
+    forecaster on CSV files (the forecast per target)."""
     import numpy as np
     import tensorflow as tf
 
     version = resolve_version(export_dir)
     manifest = read_json(version / "manifest.json", {})
     serving = manifest.get("serving", {})
+    if "window" in manifest.get("data", {}):
+        return _forecast(tf, version, manifest, inputs)
     batch = _load_inputs(tf, inputs, serving)
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     outputs = signature(**{serving.get("input", "inputs"): batch})
@@ -45,6 +48,49 @@ def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _forecast(tf, version: Path, manifest: dict[str, Any], inputs: list[str]) -> list[dict]:
+    """A forecaster on CSV files: each file's last `window` rows of the model's columns (raw
+    units) in, the next `horizon` values of each target out."""
+    import numpy as np
+
+    data = manifest["data"]
+    windows = np.stack(
+        [_last_window(Path(item), data["columns"], data["window"]) for item in inputs]
+    )
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    forecast = signature(values=tf.constant(windows, tf.float32))["forecast"].numpy()
+    return [
+        {
+            "input": item,
+            "forecast": {
+                t: [float(v) for v in values[:, i]] for i, t in enumerate(data["targets"])
+            },
+        }
+        for item, values in zip(inputs, forecast, strict=True)
+    ]
+
+
+def _last_window(path: Path, columns: list[str], window: int):
+    import csv
+
+    import numpy as np
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (a forecaster reads a CSV of recent rows)")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)} the model reads")
+        try:
+            rows = [[float(row[c]) for c in columns] for row in reader]
+        except ValueError as e:
+            raise UserError(f"{path}: a value is not a number ({e})") from None
+    if len(rows) < window:
+        raise UserError(f"{path}: {len(rows)} rows; the model needs the last {window}")
+    return np.asarray(rows[-window:], np.float32)
 
 
 def _labels(inputs: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
 from harness.errors import UserError
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, TrainData, for_training
+from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
 
 SPLITS = ("train", "validation", "test")
 
@@ -400,6 +400,36 @@ class TimeSeriesPipeline(Pipeline):
         validation = self._windows("validation", window).batch(batch).prefetch(tf.data.AUTOTUNE)
         steps = max(1, self._count("train", window) // batch)  # >= 1 even when replicas > 1
         return TrainData(train, validation, steps, batch)
+
+    def serving(self, model: Any, hp: Any = None) -> Serving:
+        """Raw values in the CSV's units in, a forecast in the targets' units out: the
+        training range's mean/std are constants of the exported graph, so a caller never
+        normalises anything. Input (batch, window, columns); output `forecast` (batch,
+        horizon, targets)."""
+        import tensorflow as tf
+
+        meta = self.describe(hp)
+        series = self._series()
+        mean = tf.constant(series.mean, tf.float32)
+        std = tf.constant(series.std, tf.float32)
+        target_mean = tf.gather(mean, series.target_indices)
+        target_std = tf.gather(std, series.target_indices)
+        spec = tf.TensorSpec((None, *meta.input_shape), tf.float32, name="values")
+
+        def forecast(values):
+            predicted = model((values - mean) / std, training=False)
+            return {"forecast": predicted * target_std + target_mean}
+
+        return Serving(spec, forecast)
+
+    def example_inputs(self, count: int = 1) -> list[Any]:
+        """The first test windows, in the CSV's units (what the exported model takes)."""
+        series = self._series()
+        start = series.bounds["test"][0]
+        window = self._window
+        raw = series.values * series.std + series.mean
+        step = self.config.stride
+        return [raw[start + i * step : start + i * step + window].tolist() for i in range(count)]
 
     def test_data(self, batch_size: int = 256, hp: Any = None):
         """Test windows in time order; the window is `hp`'s, else the last one described."""
