@@ -57,15 +57,16 @@ class ImageCNN(SearchSpace):
                     hp.Choice(f"filters_{i}", [16, 32, 64, 128, 256], default=DEFAULT_FILTERS[i])
                 )
         for i, filters in enumerate(widths[:depth]):
-            # 'valid' like the tutorial while the map stays >= 3 wide; 'same' once it is small.
-            padding = "valid" if x.shape[1] >= kernel + 2 else "same"
+            # 'valid' like the tutorial while the map stays >= 3 wide; 'same' once it is small
+            # (or thin: a 1-pixel-wide "image" of a 1-D signal).
+            padding = "valid" if min(x.shape[1:3]) >= kernel + 2 else "same"
             x = layers.Conv2D(
                 filters, kernel, padding=padding, activation=None if batch_norm else "relu"
             )(x)
             if batch_norm:
                 x = layers.Activation("relu")(layers.BatchNormalization()(x))
-            if i < depth - 1 and x.shape[1] >= 4:
-                x = layers.MaxPooling2D()(x)
+            if i < depth - 1 and max(x.shape[1:3]) >= 4:
+                x = layers.MaxPooling2D(_pool_size(x, 4))(x)
         return x
 
     def _head(self, hp: kt.HyperParameters, x):
@@ -91,8 +92,14 @@ def _vgg(hp: kt.HyperParameters, x):
             # No bias: the batch norm's shift that follows makes it redundant.
             x = layers.Conv2D(base * 2**i, 3, padding="same", use_bias=False)(x)
             x = layers.Activation("relu")(layers.BatchNormalization()(x))
-        if x.shape[1] >= 2:
-            x = layers.MaxPooling2D()(x)
+        if max(x.shape[1:3]) >= 2:
+            x = layers.MaxPooling2D(_pool_size(x, 2))(x)
         if rate > 0:
             x = layers.Dropout(rate)(x)
     return x
+
+
+def _pool_size(x, smallest: int) -> tuple[int, int]:
+    """Halve each spatial axis that is at least `smallest` long; keep a short one (a 1-D
+    signal laid out as an L x 1 image keeps its width of 1)."""
+    return tuple(2 if size >= smallest else 1 for size in x.shape[1:3])

@@ -141,3 +141,17 @@ def test_deeper_nets_keep_a_valid_feature_map_on_small_images():
     model = ImageCNN(META).build(hp)
     convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     assert all(layer.output.shape[1] >= 1 for layer in convs)
+
+
+@pytest.mark.parametrize("family", ["plain", "vgg"])
+def test_a_signal_laid_out_as_a_thin_image_builds_and_trains(family):
+    """A 1-D signal as an (L, 1, 1) "image": thin axes are neither cut by 'valid' convolutions
+    nor pooled to nothing (this used to crash with a traceback)."""
+    meta = DataMeta("image_classification", (40, 1, 1), 10, META.class_names, 100, 10, 10, "t")
+    hp = kt.HyperParameters()
+    hp.Fixed("family", family)
+    model = ImageCNN(meta).build(hp)
+    assert all(
+        layer.output.shape[2] == 1 for layer in model.layers[1:] if len(layer.output.shape) == 4
+    )
+    assert np.isfinite(train_one_step(model, (40, 1, 1))["loss"])
