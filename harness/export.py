@@ -81,7 +81,7 @@ def export_trial(
             model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
     test_metrics = model.evaluate(pipeline.test_data(hp=hp), return_dict=True, verbose=0)
     shipped, serving = hypermodel.serving(model, pipeline, hp)
-    if rank == 1 and meta.task.endswith("classification") and shipped is model:
+    if rank == 1 and meta.class_names and shipped is model:
         _confusion(job_dir, pipeline, model, hp, meta, trial["trial_id"])  # not for a GAN
 
     model_dir = job_dir.export_dir / name

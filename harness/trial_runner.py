@@ -56,8 +56,8 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         warm_start_from = _warm_start(model, hp, job_dir)
     timings["build_s"] = time.perf_counter() - t
 
-    if meta.task == "image_classification":
-        _examples_once(job_dir, pipeline, hp, data, meta)
+    if pipeline.shows_examples:
+        _examples_once(job_dir, hp, pipeline, data, meta)
     epochs, initial_epoch = _epochs(spec, hp)
     recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"))
     t = time.perf_counter()
@@ -134,7 +134,7 @@ def _release() -> None:
     keras.backend.clear_session()  # Keras's global state; collects the freed graphs
 
 
-def _examples_once(job_dir: JobDir, pipeline, hp, data, meta) -> None:
+def _examples_once(job_dir: JobDir, hp, pipeline, data, meta) -> None:
     """Labelled training images, as the model sees them, in the job's `examples` run: once per
     augmentation (one run per tuned `augment_strength`), by whichever worker gets there first,
     so trials do not pay for a picture that would be the same each time."""
@@ -149,8 +149,7 @@ def _examples_once(job_dir: JobDir, pipeline, hp, data, meta) -> None:
         return
     from harness.summaries import write_examples
 
-    images, labels = next(iter(data.train))
-    augmented = pipeline.augment_fn(hp) is not None
+    images, labels, augmented = pipeline.example_batch(data, hp)
     write_examples(board, images, labels, meta.class_names, augmented)
 
 

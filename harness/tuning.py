@@ -72,7 +72,7 @@ def tune(
         meta = pipeline.describe()
         data_record = _check_same_data(job_dir, spec, meta, console)
         console.print(
-            f"[bold]data[/] {_data_source(spec.data)}: "
+            f"[bold]data[/] {spec.data.source()}: "
             f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test"
         )
         oracle = make_oracle(spec.tuner, job_dir)
@@ -105,15 +105,6 @@ def tune(
             top = spec.export.top_k if spec.export.policy == "top_k" else 1
             outcome.exported = export_trials(job_dir, top, console)
         return outcome
-
-
-def _data_source(config) -> str:
-    """What the job reads, for people: the dataset name, else the file or folder given."""
-    for key in ("dataset", "arrays", "folder", "path", "files"):
-        value = getattr(config, key, None)
-        if value:
-            return str(value) if key == "dataset" else f"{key} {value}"
-    return config.pipeline
 
 
 def _plot(job_dir: JobDir, console: Console) -> None:

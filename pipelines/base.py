@@ -22,6 +22,15 @@ class PipelineConfig(BaseModel):
         blob = json.dumps(options, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def source(self) -> str:
+        """What the data is, for people (the job's header line): the dataset name, else the
+        file or folder given. Pipelines with other sources override it."""
+        for key in ("dataset", "arrays", "folder", "path", "files"):
+            value = getattr(self, key, None)
+            if value:
+                return str(value) if key == "dataset" else f"{key} {value}"
+        return self.pipeline
+
 
 @dataclass
 class DataMeta:
@@ -96,6 +105,8 @@ class Pipeline:
     task: ClassVar[str] = "generic"
     # Whether `train_and_validation_data` exists (export.retrain refits on it).
     supports_refit: ClassVar[bool] = False
+    # Labelled example images in TensorBoard: the pipeline implements `example_batch`.
+    shows_examples: ClassVar[bool] = False
 
     def __init__(self, config: PipelineConfig):
         self.config = config
@@ -135,6 +146,12 @@ class Pipeline:
 
     def test_data(self, batch_size: int = 256, hp: Any = None) -> Any:
         """Test batches, prepared with `hp`'s data choices; only used to score exports."""
+        raise NotImplementedError
+
+    def example_batch(self, data: TrainData, hp: Any = None) -> tuple[Any, Any, bool]:
+        """A training batch to show in TensorBoard as labelled images: (images, labels,
+        whether they are augmented). Called once per job (and augmentation) when the
+        pipeline sets `shows_examples`."""
         raise NotImplementedError
 
     def example_inputs(self, count: int = 1) -> list[Any] | None:

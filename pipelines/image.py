@@ -73,6 +73,7 @@ class ImageClassificationPipeline(Pipeline):
     Config = ImageClassificationConfig
     task = "image_classification"
     supports_refit = True
+    shows_examples = True
     config: ImageClassificationConfig
 
     @classmethod
@@ -255,6 +256,10 @@ class ImageClassificationPipeline(Pipeline):
 
     def test_data(self, batch_size: int = 256, hp: Any = None):
         return self._batched(self._examples("test"), batch_size)
+
+    def example_batch(self, data: TrainData, hp: Any = None) -> tuple[Any, Any, bool]:
+        images, labels = next(iter(data.train))
+        return images, labels, self.augment_fn(hp) is not None
 
     def example_inputs(self, count: int = 1) -> list[Any]:
         """The first test images as nested lists of 0-255 integers (H x W x C)."""

@@ -15,7 +15,7 @@ from harness.errors import UserError
 from harness.job import validate_job
 from harness.jobdir import JobDir
 from harness.trial_runner import run_trial, trial_seed
-from harness.tuning import _check_same_data, _data_source, _prepare_job_dir, _write_spec, tune
+from harness.tuning import _check_same_data, _prepare_job_dir, _write_spec, tune
 from pipelines import PIPELINES
 from tests.conftest import PINNED_CNN, tiny_job
 
@@ -187,6 +187,6 @@ def test_resume_on_other_data_is_refused_and_a_moved_copy_noted(tmp_path, data_d
 def test_the_header_names_the_data_source(tmp_path):
     from pipelines.image import ImageClassificationConfig
 
-    assert _data_source(ImageClassificationConfig(dataset="mnist")) == "mnist"
-    assert _data_source(ImageClassificationConfig(arrays="x.npz")) == "arrays x.npz"
-    assert _data_source(ImageClassificationConfig(folder="imgs")) == "folder imgs"
+    assert ImageClassificationConfig(dataset="mnist").source() == "mnist"
+    assert ImageClassificationConfig(arrays="x.npz").source() == "arrays x.npz"
+    assert ImageClassificationConfig(folder="imgs").source() == "folder imgs"
