@@ -63,8 +63,8 @@ def resume(
     address: AddressOption = None,
 ) -> None:
     """Continue a stopped job: finished trials are kept, the trial in flight runs again."""
+    from harness.job import resume_spec
     from harness.jobdir import JobDir
-    from harness.tuning import resume_spec
     from harness.tuning import tune as run
 
     _require_tensorflow()

@@ -22,22 +22,15 @@ from rich.console import Console
 
 from harness import __version__
 from harness.errors import UserError
-from harness.jobdir import JobDir, atomic_write_json, atomic_write_text
-from harness.tuning import resume_spec
+from harness.job import resume_spec
+from harness.jobdir import JobDir, atomic_write_json, atomic_write_text, ranked_trials
 
 
 def best_trials(job_dir: JobDir, top: int) -> list[dict[str, Any]]:
     """Completed trials with a checkpoint, best first by the job's objective."""
     spec = resume_spec(job_dir)
-    sign = -1 if spec.tuner.objective.direction == "max" else 1
-    done = [
-        t
-        for t in job_dir.trial_records()
-        if t["status"] == "COMPLETED"
-        and t.get("score") is not None
-        and job_dir.checkpoint_path(t["trial_id"]).exists()
-    ]
-    return sorted(done, key=lambda t: sign * t["score"])[:top]
+    ranked = ranked_trials(job_dir.trial_records(), spec.tuner.objective.direction)
+    return [t for t in ranked if job_dir.checkpoint_path(t["trial_id"]).exists()][:top]
 
 
 def export_trials(job_dir: JobDir, top: int, console: Console) -> list[dict[str, Any]]:

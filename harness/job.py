@@ -412,3 +412,9 @@ def _base_model_in(annotation: Any) -> type[BaseModel] | None:
             if found:
                 return found
     return None
+
+
+def resume_spec(job_dir) -> JobSpec:
+    """The spec a job directory (`harness.jobdir.JobDir`) was started with: its job.json,
+    through today's schema."""
+    return validate_job(job_dir.read_spec(), source=str(job_dir.spec_path))

@@ -87,6 +87,15 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
+def ranked_trials(records: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
+    """Trial records with a score (COMPLETED, pruned ones included: their best so far counts),
+    best first by the objective's `direction` ("max" or "min"); ties keep trial order. The
+    one ranking of records that status, plots and export share."""
+    done = [t for t in records if t["status"] == "COMPLETED" and t.get("score") is not None]
+    sign = -1 if direction == "max" else 1
+    return sorted(done, key=lambda t: sign * t["score"])
+
+
 class JobDir:
     """Paths and state files of one job."""
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from harness.jobdir import JobDir
+from harness.jobdir import JobDir, ranked_trials
 
 
 def trial_rows(job_dir: JobDir) -> list[dict[str, Any]]:
@@ -147,11 +147,8 @@ def best_per_family(job_dir: JobDir) -> dict[str, tuple[str, float]]:
 
 
 def best_trial_id(records: list[dict[str, Any]], direction: str) -> str | None:
-    done = [t for t in records if t["status"] == "COMPLETED" and t.get("score") is not None]
-    if not done:
-        return None
-    pick = max if direction == "max" else min
-    return pick(done, key=lambda t: t["score"])["trial_id"]
+    ranked = ranked_trials(records, direction)
+    return ranked[0]["trial_id"] if ranked else None
 
 
 def _status(t: dict[str, Any], driver_alive: bool) -> tuple[str, str | None]:

@@ -143,11 +143,6 @@ def _warn_about_budget(spec: JobSpec, oracle: kt.Oracle, console: Console) -> No
         )
 
 
-def resume_spec(job_dir: JobDir) -> JobSpec:
-    """The spec a job directory was started with, for `harness resume`."""
-    return validate_job(job_dir.read_spec(), source=str(job_dir.spec_path))
-
-
 def _prepare_job_dir(job_dir: JobDir, spec: JobSpec, overwrite: bool) -> None:
     new = spec.model_dump(mode="json")
     if overwrite:
