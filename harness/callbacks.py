@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any
 
 import keras
 
 from harness.errors import TrialError
-from harness.jobdir import JobDir, atomic_write_json
+from harness.jobdir import JobDir, atomic_path, atomic_write_json
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -66,7 +65,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Saves the best epoch's weights by the objective, atomically (temp file + os.replace)."""
+    """Saves the best epoch's weights by the objective, atomically (`atomic_path`)."""
 
     def __init__(self, path, objective):
         super().__init__()
@@ -83,7 +82,5 @@ class BestCheckpoint(keras.callbacks.Callback):
         )
         if better:
             self.best = float(value)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".tmp-{os.getpid()}.weights.h5")
-            self.model.save_weights(str(tmp))
-            os.replace(tmp, self.path)
+            with atomic_path(self.path, suffix=".weights.h5") as tmp:
+                self.model.save_weights(str(tmp))

@@ -64,6 +64,21 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+@contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that needs a file name (Keras weights,
+    matplotlib); on success it replaces `path` in one `os.replace`, on failure it is deleted.
+    `suffix` keeps the extension a writer dispatches on (".weights.h5", ".png")."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Strict JSON (a non-finite float becomes null, never a bare NaN), written atomically."""
     text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=str, allow_nan=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.jobdir import JobDir
+from harness.jobdir import JobDir, atomic_path
 from harness.status import best_trial_id
 
 
@@ -59,11 +59,9 @@ def plot_search(job_dir: JobDir, out: Path | None = None) -> Path:
     )
     if best_id is not None:
         right.legend(loc="best")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out, suffix=".png") as tmp:  # never a half-written picture
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(out)  # never a half-written picture
     return out
 
 
