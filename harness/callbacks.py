@@ -82,5 +82,5 @@ class BestCheckpoint(keras.callbacks.Callback):
         )
         if better:
             self.best = float(value)
-            with atomic_path(self.path, suffix=".weights.h5") as tmp:
+            with atomic_path(self.path) as tmp:
                 self.model.save_weights(str(tmp))

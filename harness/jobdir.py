@@ -65,13 +65,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 @contextmanager
-def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` for a writer that needs a file name (Keras weights,
     matplotlib); on success it replaces `path` in one `os.replace`, on failure it is deleted.
-    `suffix` keeps the extension a writer dispatches on (".weights.h5", ".png")."""
+    It ends like `path`, so writers that go by the extension (".weights.h5", ".png") work."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}{suffix}")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -59,7 +59,7 @@ def plot_search(job_dir: JobDir, out: Path | None = None) -> Path:
     )
     if best_id is not None:
         right.legend(loc="best")
-    with atomic_path(out, suffix=".png") as tmp:  # never a half-written picture
+    with atomic_path(out) as tmp:  # never a half-written picture
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return out
