@@ -325,7 +325,15 @@ def _check_hypermodel(obj: Any, name: str, where: str) -> None:
     # asking so keeps a wrong path like 'json:JSONDecoder' from importing TensorFlow.
     kt = sys.modules.get("keras_tuner")
     if isinstance(obj, type) and kt is not None and issubclass(obj, kt.HyperModel):
-        return
+        from search_spaces.base import SearchSpace  # its module imported Keras already
+
+        if issubclass(obj, SearchSpace):
+            return
+        raise UserError(
+            f"{where}: {name!r} is a keras_tuner.HyperModel but not a search_spaces.base."
+            "SearchSpace: subclass SearchSpace (it adds the training plan, serving and hooks "
+            "the harness calls; `build(hp)` stays yours)"
+        )
     raise UserError(
         f"{where}: {name!r} is not a hypermodel class; it must subclass "
         "search_spaces.base.SearchSpace (a keras_tuner.HyperModel)"

@@ -201,9 +201,7 @@ def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> li
         recorder,
     ]
     # Spaces may add their own (e.g. GAN sample grids), written beside the trial's scalars.
-    extra = getattr(hypermodel, "extra_callbacks", None)
-    if extra is not None:
-        callbacks.extend(extra(str(job_dir.trial_board(trial_id))))
+    callbacks.extend(hypermodel.extra_callbacks(str(job_dir.trial_board(trial_id))))
     stop = spec.training.early_stopping
     if stop:
         mode = stop.mode

@@ -78,6 +78,11 @@ class SearchSpace(kt.HyperModel):
         """
         self.training_plan = TrainingPlan(epochs, steps_per_epoch)
 
+    def extra_callbacks(self, log_dir: str) -> list:
+        """Keras callbacks a trial adds to the engine's own, writing into the trial's
+        TensorBoard run `log_dir` (e.g. GAN sample grids, generated text). None by default."""
+        return []
+
     def serving(self, model, pipeline, hp):
         """The exported model and its raw-input signature: the pipeline's by default. A space
         whose deployable part is not the trained model (a GAN's generator) overrides this."""

@@ -179,6 +179,9 @@ def test_import_path_that_is_not_a_hypermodel(tmp_path):
         assert f"search_space.name: {name!r} is not a hypermodel class" in message
     message = _error(tmp_path, search_space={"name": "..json:JSONDecoder"})
     assert "must look like 'package.module:Name'" in message
+    # A bare keras_tuner.HyperModel lacks what the engine calls (training plan, serving).
+    message = _error(tmp_path, search_space={"name": "tests.harness.test_space:Nested"})
+    assert "is a keras_tuner.HyperModel but not a search_spaces.base.SearchSpace" in message
 
 
 def test_misspelled_smoke_key_fails_plain_validation(tmp_path):
