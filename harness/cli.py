@@ -215,15 +215,27 @@ def predict(
     ],
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Image files, text lines, .txt files or (forecasters) CSV files."),
+        typer.Argument(
+            help="Image files, text lines, .txt files, (forecasters) CSV files or "
+            "(language models) prompts."
+        ),
     ],
+    length: Annotated[int, typer.Option(min=1, help="Language models: characters to write.")] = 200,
+    temperature: Annotated[
+        float, typer.Option(min=0.01, help="Language models: sampling temperature.")
+    ] = 0.8,
 ) -> None:
-    """Run an exported model on raw inputs: image files, review text, or (forecasters) CSV
-    files of recent rows."""
+    """Run an exported model on raw inputs: image files, review text, (forecasters) CSV files
+    of recent rows, or (language models) prompts to continue."""
     from harness.predict import predict as run
 
     _require_tensorflow()
-    for row in run(export_dir, inputs):
+    for row in run(export_dir, inputs, length, temperature):
+        if "generated" in row:
+            console.print(
+                f"{row['input']}{row['generated']}", soft_wrap=True, highlight=False, markup=False
+            )
+            continue
         if "forecast" in row:
             shown = "; ".join(
                 f"{target} " + ", ".join(f"{v:.4g}" for v in values)

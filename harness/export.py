@@ -262,7 +262,7 @@ def _write_saved_model(model, serving, target: Path) -> None:
     archive.track(model)
     for extra in serving.tracked:
         archive.track(extra)
-    archive.add_endpoint(name="serve", fn=serving.fn, input_signature=[serving.input_spec])
+    archive.add_endpoint(name="serve", fn=serving.fn, input_signature=serving.input_specs)
     archive.write_out(str(target), verbose=False)
 
 
@@ -304,6 +304,10 @@ def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> 
             "input": serving.input_spec.name,
             "input_dtype": serving.input_spec.dtype.name,
             "input_shape": serving.input_spec.shape.as_list(),
+            "inputs": [
+                {"name": s.name, "dtype": s.dtype.name, "shape": s.shape.as_list()}
+                for s in serving.input_specs
+            ],
         },
         "versions": {
             "harness": __version__,

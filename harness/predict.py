@@ -21,7 +21,9 @@ def resolve_version(path: Path) -> Path:
     return versions[-1]
 
 
-def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
+def predict(
+    export_dir: Path, inputs: list[str], length: int = 200, temperature: float = 0.8
+) -> list[dict[str, Any]]:
     """Runs `serving_default` on image files or text lines (top class per input), or a
     forecaster on CSV files (the forecast per target)."""
     import numpy as np
@@ -32,6 +34,8 @@ def predict(export_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
     serving = manifest.get("serving", {})
     if "window" in manifest.get("data", {}):
         return _forecast(tf, version, manifest, inputs)
+    if any(i["name"] == "length" for i in serving.get("inputs", [])):
+        return _generate(tf, version, inputs, length, temperature)
     batch = _load_inputs(tf, inputs, serving)
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     outputs = signature(**{serving.get("input", "inputs"): batch})
@@ -69,6 +73,20 @@ def _forecast(tf, version: Path, manifest: dict[str, Any], inputs: list[str]) ->
             },
         }
         for item, values in zip(inputs, forecast, strict=True)
+    ]
+
+
+def _generate(tf, version: Path, prompts: list[str], length: int, temperature: float):
+    """A text generator: each input is a prompt; the model writes `length` more characters."""
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    out = signature(
+        prompt=tf.constant(prompts),
+        length=tf.constant(length, tf.int32),
+        temperature=tf.constant(temperature, tf.float32),
+    )["generated"].numpy()
+    return [
+        {"input": p, "generated": g.decode("utf-8", "replace")}
+        for p, g in zip(prompts, out, strict=True)
     ]
 
 

@@ -10,6 +10,7 @@ PIPELINES = Registry("pipeline")
 PIPELINES.register("image_classification", "pipelines.image:ImageClassificationPipeline")
 PIPELINES.register("text_classification", "pipelines.text:TextClassificationPipeline")
 PIPELINES.register("time_series", "pipelines.timeseries:TimeSeriesPipeline")
+PIPELINES.register("char_lm", "pipelines.char_lm:CharLMPipeline")
 
 # Offline importers: a local copy of a dataset -> the TFDS layout under the data directory.
 IMPORTERS = Registry("offline importer")

@@ -90,11 +90,17 @@ def for_training(examples, config: Any, batch: int, after_batch=None, augment=No
 @dataclass
 class Serving:
     """A serving signature: the raw-input spec, the function from raw inputs to outputs, and
-    the objects holding state that function uses besides the model (e.g. a vocabulary table)."""
+    the objects holding state that function uses besides the model (e.g. a vocabulary table).
+    `extra_specs` are further inputs after the first (a generator's length, temperature)."""
 
     input_spec: Any
     fn: Any
     tracked: list[Any] = field(default_factory=list)
+    extra_specs: list[Any] = field(default_factory=list)
+
+    @property
+    def input_specs(self) -> list[Any]:
+        return [self.input_spec, *self.extra_specs]
 
 
 class Pipeline:

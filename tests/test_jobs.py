@@ -15,6 +15,7 @@ from harness.tuning import tune
 from tests.conftest import REPO
 
 JOBS = [
+    "char_lm",
     "cifar10_cnn",
     "fashion_mnist_cnn",
     "fashion_mnist_transfer",
@@ -52,6 +53,48 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
         ).exists()
     if name == "timeseries_lstm":
         check_forecaster_export(spec, outcome.exported[0], csv, tmp_path)
+    if name == "char_lm":
+        check_generator_export(outcome.exported[0])
+
+
+def check_generator_export(manifest):
+    """The LM's SavedModel writes text from a raw prompt in a process with only TensorFlow;
+    `harness predict` continues a prompt."""
+    script = (
+        "import sys, tensorflow as tf\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "out = serve(prompt=tf.constant(['The film', 'A']), length=tf.constant(25),\n"
+        "            temperature=tf.constant(0.5))['generated'].numpy()\n"
+        "assert 'harness' not in sys.modules and 'keras' not in sys.modules\n"
+        "print([len(t.decode()) for t in out])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, manifest["path"]],
+        capture_output=True,
+        text=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[25, 25]"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "predict",
+            manifest["path"],
+            "The film",
+            "--length",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("The film") and len(result.stdout.rstrip("\n")) >= 38
 
 
 def check_forecaster_export(spec, manifest, csv_path, tmp_path):

@@ -1,0 +1,105 @@
+"""Character language model whose default point is the tutorials' closing exercise.
+
+Default: Embedding(vocab, 64) -> LSTM(256, one layer, all time steps) -> Dense(vocab, softmax),
+Adam 1e-3: "given the previous characters, predict the next one; use an LSTM or GRU". Grown
+to GRU/LSTM, 1-3 stacked layers, width, dropout between layers, embedding size and the shared
+training levers (optimizer, learning-rate schedule). Objective: validation loss (nats per
+character); `bits_per_char` is reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from search_spaces.base import SearchSpace, make_optimizer
+
+CELLS = ("lstm", "gru")
+
+
+@keras.saving.register_keras_serializable(package="harness")
+def bits_per_char(y_true, y_pred):
+    """Cross-entropy of the next character in bits (the LM literature's unit)."""
+    nats = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+    return nats / math.log(2.0)
+
+
+class CharLM(SearchSpace):
+    """Embedding -> stacked LSTM/GRU over every position -> softmax over the characters."""
+
+    tasks = ("char_lm",)
+    metrics = ["bits_per_char"]
+
+    def build(self, hp: kt.HyperParameters):
+        from keras import layers
+
+        vocab = self.meta.num_classes
+        # Any length: trained on fixed windows, generation reads shorter contexts too.
+        tokens = keras.Input(shape=(None,), dtype="int32", name="chars")
+        x = layers.Embedding(vocab, hp.Choice("embedding_dim", [32, 64, 128, 256], default=64))(
+            tokens
+        )
+        cell = hp.Choice("cell", list(CELLS), default="lstm")
+        depth = hp.Int("rnn_layers", 1, 3, default=1)
+        units = hp.Choice("units", [128, 256, 512], default=256)
+        rate = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.0)
+        rnn_cls = layers.LSTM if cell == "lstm" else layers.GRU
+        for _ in range(depth):
+            x = rnn_cls(units, return_sequences=True)(x)
+            if rate > 0:
+                x = layers.Dropout(rate)(x)
+        outputs = layers.Dense(vocab, activation="softmax", name="next_char")(x)
+        model = keras.Model(tokens, outputs, name=f"char_{cell}")
+        model.compile(
+            optimizer=make_optimizer(hp, plan=self.training_plan),
+            loss="sparse_categorical_crossentropy",
+            metrics=[bits_per_char],
+        )
+        return model
+
+    def extra_callbacks(self, log_dir: str) -> list:
+        extra = self.meta.extra
+        return [GeneratedText(log_dir, extra["vocabulary"], extra["prompts"])]
+
+
+class GeneratedText(keras.callbacks.Callback):
+    """After each epoch, continues the seeded prompts (temperature 0.8, 80 characters) and
+    writes them to TensorBoard as a text card `generated`."""
+
+    def __init__(self, log_dir: str, vocabulary: list[str], prompts: list[str], length: int = 80):
+        super().__init__()
+        self.log_dir, self.vocabulary, self.prompts, self.length = (
+            log_dir,
+            vocabulary,
+            prompts,
+            length,
+        )
+        self.index = {ch: i + 1 for i, ch in enumerate(vocabulary)}
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        rng = np.random.default_rng(epoch)
+        lines = [f"**{prompt!r}** → {self.sample(prompt, rng)!r}" for prompt in self.prompts]
+        writer = tf.summary.create_file_writer(self.log_dir)
+        with writer.as_default():
+            tf.summary.text("generated", "\n\n".join(lines), step=epoch)
+        writer.close()
+
+    def sample(self, prompt: str, rng: np.random.Generator, temperature: float = 0.8) -> str:
+        from pipelines.char_lm_generate import start_id
+
+        ids = [start_id(self.vocabulary)] + [self.index.get(ch, 0) for ch in prompt]
+        out = []
+        for _ in range(self.length):
+            probs = np.asarray(self.model(np.array([ids[-100:]], np.int32), training=False))[0, -1]
+            logits = np.log(probs + 1e-9) / temperature
+            logits[0] = -np.inf  # index 0: a character unseen in training
+            p = np.exp(logits - logits[1:].max())
+            drawn = int(rng.choice(len(p), p=p / p.sum()))
+            ids.append(drawn)
+            out.append(self.vocabulary[drawn - 1])
+        return "".join(out)
