@@ -231,6 +231,11 @@ def predict(
 
     _require_tensorflow()
     for row in run(export_dir, inputs, length, temperature):
+        if "decoded" in row:
+            console.print(
+                f"{row['input']} -> {row['decoded']}", soft_wrap=True, highlight=False, markup=False
+            )
+            continue
         if "generated" in row:
             console.print(
                 f"{row['input']}{row['generated']}", soft_wrap=True, highlight=False, markup=False

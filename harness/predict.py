@@ -39,6 +39,9 @@ def predict(
     batch = _load_inputs(tf, inputs, serving)
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     outputs = signature(**{serving.get("input", "inputs"): batch})
+    if "decoded" in outputs:  # a sequence-to-sequence model: strings in, strings out
+        decoded = [d.decode("utf-8", "replace") for d in outputs["decoded"].numpy()]
+        return [{"input": i, "decoded": d} for i, d in zip(_labels(inputs), decoded, strict=True)]
     probs = np.asarray(next(iter(outputs.values())))
     names = manifest.get("data", {}).get("class_names") or []
     rows = []

@@ -11,6 +11,7 @@ PIPELINES.register("image_classification", "pipelines.image:ImageClassificationP
 PIPELINES.register("text_classification", "pipelines.text:TextClassificationPipeline")
 PIPELINES.register("time_series", "pipelines.timeseries:TimeSeriesPipeline")
 PIPELINES.register("char_lm", "pipelines.char_lm:CharLMPipeline")
+PIPELINES.register("seq2seq", "pipelines.seq2seq:Seq2SeqPipeline")
 
 # Offline importers: a local copy of a dataset -> the TFDS layout under the data directory.
 IMPORTERS = Registry("offline importer")

@@ -21,6 +21,7 @@ JOBS = [
     "fashion_mnist_transfer",
     "gan_fashion_mnist",
     "imdb_rnn",
+    "seq2seq_addition",
     "timeseries_lstm",
 ]
 
@@ -55,6 +56,19 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
         check_forecaster_export(spec, outcome.exported[0], csv, tmp_path)
     if name == "char_lm":
         check_generator_export(outcome.exported[0])
+    if name == "seq2seq_addition":
+        result = subprocess.run(
+            [sys.executable, "-m", "harness", "predict", outcome.exported[0]["path"], "12+34"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        answer = result.stdout.strip().split(" -> ")
+        assert answer[0] == "12+34" and set(answer[1] if len(answer) > 1 else "") <= set(
+            "0123456789+"
+        )
 
 
 def check_generator_export(manifest):
