@@ -86,7 +86,7 @@ def export_trial(
         if spec.export.retrain:
             manifest["refit"] = {"data": "train+validation", "epochs": _refit_epochs(spec, trial)}
         _write_formats(shipped, serving, tmp, spec.export.formats)
-        _write_companions(tmp, manifest, pipeline, meta)
+        _write_companions(tmp, manifest, pipeline, meta, serving, shipped is model)
         atomic_write_json(tmp / "manifest.json", manifest)
         final = model_dir / str(version)
         tmp.rename(final)
@@ -166,20 +166,34 @@ def _confusion(job_dir: JobDir, pipeline, model, hp, meta, trial_id: str) -> Non
     write_confusion(job_dir.trial_board(trial_id) / "confusion", matrix, meta.class_names)
 
 
-def _write_companions(target: Path, manifest: dict[str, Any], pipeline, meta) -> None:
+def _write_companions(
+    target: Path, manifest: dict[str, Any], pipeline, meta, serving, trained_model: bool
+) -> None:
     """What a deployment engineer needs beside the model: `labels.txt` (class index -> name,
     one per line), `example_request.json` (a TF Serving REST request with real test inputs)
-    and `README.md`, a model card from the manifest."""
-    if meta.class_names:
+    and `README.md`, a model card from the manifest. When what ships is not the trained
+    classifier (a GAN's generator), the data's labels and inputs do not describe it."""
+    classifier = trained_model and bool(meta.class_names)
+    if classifier:
         atomic_write_text(target / "labels.txt", "\n".join(meta.class_names) + "\n")
-    examples = pipeline.example_inputs(2)
+    examples = pipeline.example_inputs(2) if trained_model else None
     if examples is not None:
-        request = {"signature_name": "serving_default", "instances": examples}
-        atomic_write_json(target / "example_request.json", request)
-    atomic_write_text(target / "README.md", model_card(manifest, examples is not None))
+        atomic_write_json(target / "example_request.json", _request(examples, serving))
+    atomic_write_text(target / "README.md", model_card(manifest, examples is not None, classifier))
 
 
-def model_card(manifest: dict[str, Any], has_example: bool) -> str:
+def _request(examples: list[Any], serving) -> dict[str, Any]:
+    """A TF Serving REST body. One input: the row form (`instances`). Several (a generator's
+    prompt, length, temperature): the columnar form (`inputs`), which keeps scalars scalar."""
+    if not serving.extra_specs:
+        return {"signature_name": "serving_default", "instances": examples}
+    first = serving.input_spec.name
+    inputs = {first: [e[first] for e in examples]}
+    inputs.update({s.name: examples[0][s.name] for s in serving.extra_specs})
+    return {"signature_name": "serving_default", "inputs": inputs}
+
+
+def model_card(manifest: dict[str, Any], has_example: bool, classifier: bool) -> str:
     """A short model card: what the model is, how it was chosen and scored, how to call it."""
     serving = manifest["serving"]
     objective = manifest["objective"]
@@ -209,7 +223,7 @@ def model_card(manifest: dict[str, Any], has_example: bool) -> str:
         f"{serving['input_dtype']}, shape {serving['input_shape']} (raw inputs: the model "
         "does its own preprocessing).",
     ]
-    if data.get("class_names"):
+    if classifier:
         lines.append("Output `probabilities`: one per class, in the order of `labels.txt`.")
     lines += [
         "",

@@ -78,12 +78,30 @@ def job_space(
     narrowed = kt.HyperParameters()
     for h in space.space:
         if h.name in fixed:
-            _check_in_domain(h, fixed[h.name], "fixed")
-            h = kt.engine.hyperparameters.Fixed(h.name, fixed[h.name], conditions=h.conditions)
+            value = _as_type_of(h, fixed[h.name])
+            _check_in_domain(h, value, "fixed")
+            h = kt.engine.hyperparameters.Fixed(h.name, value, conditions=h.conditions)
         elif h.name in choices:
-            h = _narrowed(h, choices[h.name])
+            h = _narrowed(h, [_as_type_of(h, v) for v in choices[h.name]])
         narrowed.merge([h])
     return narrowed
+
+
+def _as_type_of(h, value: Any) -> Any:
+    """A job's number in the hyperparameter's own type: YAML writes 0 for 0.0 and 3.0 for 3,
+    and Keras Tuner wants one type per Choice (and `range(3.0)` fails in a model)."""
+    kind = type(h).__name__
+    numbers = (int, float)
+    if isinstance(value, bool) or not isinstance(value, numbers):
+        return value
+    if kind == "Float" or (kind == "Choice" and all(isinstance(v, float) for v in h.values)):
+        return float(value)
+    wants_int = kind == "Int" or (
+        kind == "Choice" and all(isinstance(v, int) and not isinstance(v, bool) for v in h.values)
+    )
+    if wants_int and float(value).is_integer():
+        return int(value)
+    return value
 
 
 def _narrowed(h, values: list[Any]):

@@ -107,15 +107,16 @@ def _exported_test_metrics(job_dir: JobDir) -> dict[str, dict[str, float]]:
     """{trial_id: test metrics} from the export manifests (the latest version wins)."""
     import json
 
-    found: dict[str, tuple[int, dict[str, float]]] = {}
+    found: dict[str, tuple[str, dict[str, float]]] = {}
     for path in job_dir.export_dir.glob("*/*/manifest.json"):
         try:
             manifest = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        trial_id, version = manifest.get("trial_id"), manifest.get("version", 0)
-        if trial_id is not None and version >= found.get(trial_id, (-1, {}))[0]:
-            found[trial_id] = (version, manifest.get("test_metrics", {}))
+        # The newest by creation time: versions count per model folder (name, name_top2).
+        trial_id, created = manifest.get("trial_id"), manifest.get("created", "")
+        if trial_id is not None and created >= found.get(trial_id, ("", {}))[0]:
+            found[trial_id] = (created, manifest.get("test_metrics", {}))
     return {trial_id: metrics for trial_id, (_, metrics) in found.items()}
 
 

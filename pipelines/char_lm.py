@@ -68,11 +68,12 @@ class CharLMPipeline(Pipeline):
         if self.config.dataset:
             data_dir = tfds_source.resolve_data_dir(self.config.data_dir)
             tfds_source.ensure_prepared(self.config.dataset, data_dir, self.config.download)
+        longest = max([self.config.sequence_length, *(self.config.sequence_length_choices or [])])
         for part, ids in self._ids.items():
-            if len(ids) < self._length(None) + 1:
+            if len(ids) < longest + 1:
                 raise UserError(
                     f"data: the {part} part has {len(ids)} characters, fewer than one window of "
-                    f"sequence_length {self._length(None)} + 1; give more text or a shorter window"
+                    f"sequence_length {longest} + 1; give more text or a shorter window"
                 )
 
     # -- the corpus -------------------------------------------------------------------------
@@ -167,6 +168,7 @@ class CharLMPipeline(Pipeline):
                 "sequence_length": length,
                 "unigram_bits_per_char": self.unigram_bits("test"),
                 "prompts": self.prompts(),
+                "lowercase": self.config.lowercase,
             },
         )
 
@@ -233,7 +235,7 @@ class CharLMPipeline(Pipeline):
 
         from pipelines.char_lm_generate import generator
 
-        fn, tables = generator(model, self.vocabulary, self._length(hp))
+        fn, tables = generator(model, self.vocabulary, self._length(hp), self.config.lowercase)
         specs = [
             tf.TensorSpec((None,), tf.string, name="prompt"),
             tf.TensorSpec((), tf.int32, name="length"),

@@ -1,6 +1,7 @@
 """Sampling text from a character language model, as a graph function for a SavedModel.
 
-`generator(model, vocabulary, window)` gives `generate(prompt, length, temperature)` and the
+`generator(model, vocabulary, window, lowercase)` gives `generate(prompt, length, temperature)`
+and the
 lookup tables it uses (which the export must track): each prompt's characters become ids
 (0 for a character the model never saw), then `length` times the model reads the last
 `window` ids and the next id is drawn from its distribution sharpened by `temperature`.
@@ -21,7 +22,7 @@ def start_id(vocabulary: list[str]) -> int:
     return 1
 
 
-def generator(model: Any, vocabulary: list[str], window: int):
+def generator(model: Any, vocabulary: list[str], window: int, lowercase: bool = False):
     import tensorflow as tf
 
     keys = tf.constant(vocabulary)
@@ -34,6 +35,8 @@ def generator(model: Any, vocabulary: list[str], window: int):
         temperature = tf.maximum(temperature, 1e-3)
 
         def one(text):
+            if lowercase:  # as the corpus was
+                text = tf.strings.lower(text, encoding="utf-8")
             ids = tf.concat([first, to_id.lookup(tf.strings.unicode_split(text, "UTF-8"))], 0)
             given = tf.shape(ids)[0]
 

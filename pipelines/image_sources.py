@@ -65,6 +65,8 @@ def check_labels(path: Path, name: str, labels: np.ndarray, num_classes: int | N
     first bad one."""
     if labels.dtype.kind not in "iu":
         raise UserError(f"{path}: {name} must hold integer class ids, got {labels.dtype}")
+    if not len(labels):
+        raise UserError(f"{path}: {name} is empty")
     flat = labels.reshape(len(labels), -1)
     if flat.shape[1] != 1:
         raise UserError(f"{path}: {name} must hold one class id per example, got {labels.shape}")
@@ -231,9 +233,8 @@ class FolderImages:
         size, channels = self.image_size, self.channels
 
         def load(path, label):
-            image = tf.io.decode_image(
-                tf.io.read_file(path), channels=channels, expand_animations=False
-            )
+            image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+            image = to_channels(tf, image, channels)
             if size:
                 image = tf.cast(tf.image.resize(image, size), tf.uint8)
             return image, label
@@ -243,9 +244,31 @@ class FolderImages:
 
 def _decode(tf, data, channels: int, path: str):
     try:
-        return tf.io.decode_image(data, channels=channels, expand_animations=False)
+        return to_channels(tf, tf.io.decode_image(data, expand_animations=False), channels)
     except tf.errors.InvalidArgumentError:
         raise UserError(f"data.folder: {path} is not a readable image (corrupt?)") from None
+
+
+def to_channels(tf, image, channels: int):
+    """A decoded image (1-4 channels as stored) with `channels` channels: alpha dropped, gray
+    to RGB or RGB to gray. Decoding as stored first, then converting, reads every format
+    (a GIF decodes only to RGB, a BMP only as stored); `channels=0` keeps them as stored."""
+    if channels == 0:
+        return image
+    stored = tf.shape(image)[-1]
+    image = tf.cond(stored == 2, lambda: image[..., :1], lambda: image)  # gray + alpha
+    image = tf.cond(stored == 4, lambda: image[..., :3], lambda: image)  # RGB + alpha
+    if channels == 1:
+        image = tf.cond(
+            tf.shape(image)[-1] == 3,
+            lambda: tf.cast(tf.image.rgb_to_grayscale(image), tf.uint8),
+            lambda: image,
+        )
+    else:
+        image = tf.cond(
+            tf.shape(image)[-1] == 1, lambda: tf.image.grayscale_to_rgb(image), lambda: image
+        )
+    return tf.ensure_shape(image, [None, None, channels])
 
 
 def split_indices(

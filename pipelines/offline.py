@@ -119,19 +119,35 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
     tfds.disable_progress_bar()  # the CLI shows its own spinner; TFDS's bars garble logs
     builder = LocalCopy(data_dir=str(data_dir))
     examples.update(importer.read(path))  # checked here, before TFDS writes anything
+    marker = Path(builder.data_dir).parent / ".harness_import.json"
+    digest = _sha256(path)
     if builder.is_prepared():
         # Importing the same file again is a no-op, so setup commands can be re-run; the file
-        # was read and checked all the same, and a different copy is not silently kept.
+        # was read and checked all the same, and a different copy is not silently kept: its
+        # checksum (or, for a copy imported before checksums were kept, its counts) differs.
         existing = {name: split.num_examples for name, split in builder.info.splits.items()}
         given = {split: sum(1 for _ in rows) for split, rows in examples.items()}
-        if given != existing:
+        before = json.loads(marker.read_text()) if marker.exists() else {}
+        if given != existing or before.get("sha256", digest) != digest:
+            source = f", imported from {before['file']}" if "file" in before else ""
             raise UserError(
                 f"{path}: {importer.name} in {data_dir} is already a different copy "
-                f"({_counts(existing)}; this file: {_counts(given)}); delete "
-                f"{Path(builder.data_dir).parent} to import this one"
+                f"({_counts(existing)}{source}; this file: {_counts(given)}); delete "
+                f"{marker.parent} to import this one"
             )
         return existing
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )
+    marker.write_text(json.dumps({"file": str(path.resolve()), "sha256": digest}) + "\n")
     return {name: split.num_examples for name, split in builder.info.splits.items()}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -197,7 +197,12 @@ def _read_pairs(path: Path, input_field: str, target_field: str) -> list[tuple[s
                 f"{path}: row {number} has no {input_field!r} and {target_field!r} fields "
                 "(set data.input_field / data.target_field)"
             )
-        pairs.append((str(row[input_field]), str(row[target_field])))
+        source, target = row[input_field], row[target_field]
+        if source in (None, "") or target in (None, ""):  # a short CSV row, a JSON null
+            raise UserError(
+                f"{path}: row {number} has an empty {input_field!r} or {target_field!r}"
+            )
+        pairs.append((str(source), str(target)))
     if not pairs:
         raise UserError(f"{path}: no pairs")
     return pairs

@@ -429,6 +429,7 @@ class TimeSeriesPipeline(Pipeline):
         window = self._window
         raw = series.values * series.std + series.mean
         step = self.config.stride
+        count = min(count, self._count("test", window))  # whole windows only
         return [raw[start + i * step : start + i * step + window].tolist() for i in range(count)]
 
     def test_data(self, batch_size: int = 256, hp: Any = None):

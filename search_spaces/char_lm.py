@@ -62,21 +62,34 @@ class CharLM(SearchSpace):
 
     def extra_callbacks(self, log_dir: str) -> list:
         extra = self.meta.extra
-        return [GeneratedText(log_dir, extra["vocabulary"], extra["prompts"])]
+        return [
+            GeneratedText(
+                log_dir,
+                extra["vocabulary"],
+                extra["prompts"],
+                window=extra["sequence_length"],
+                lowercase=extra.get("lowercase", False),
+            )
+        ]
 
 
 class GeneratedText(keras.callbacks.Callback):
     """After each epoch, continues the seeded prompts (temperature 0.8, 80 characters) and
     writes them to TensorBoard as a text card `generated`."""
 
-    def __init__(self, log_dir: str, vocabulary: list[str], prompts: list[str], length: int = 80):
+    def __init__(
+        self,
+        log_dir: str,
+        vocabulary: list[str],
+        prompts: list[str],
+        window: int,
+        lowercase: bool = False,
+        length: int = 80,
+    ):
         super().__init__()
-        self.log_dir, self.vocabulary, self.prompts, self.length = (
-            log_dir,
-            vocabulary,
-            prompts,
-            length,
-        )
+        self.log_dir, self.vocabulary, self.length = log_dir, vocabulary, length
+        self.prompts = [p.lower() for p in prompts] if lowercase else prompts
+        self.window = window  # the context the model trained on, as the export uses it
         self.index = {ch: i + 1 for i, ch in enumerate(vocabulary)}
 
     def on_epoch_end(self, epoch, logs=None):
@@ -95,7 +108,8 @@ class GeneratedText(keras.callbacks.Callback):
         ids = [start_id(self.vocabulary)] + [self.index.get(ch, 0) for ch in prompt]
         out = []
         for _ in range(self.length):
-            probs = np.asarray(self.model(np.array([ids[-100:]], np.int32), training=False))[0, -1]
+            context = np.array([ids[-self.window :]], np.int32)
+            probs = np.asarray(self.model(context, training=False))[0, -1]
             logits = np.log(probs + 1e-9) / temperature
             logits[0] = -np.inf  # index 0: a character unseen in training
             p = np.exp(logits - logits[1:].max())

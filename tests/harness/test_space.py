@@ -91,3 +91,13 @@ def test_choices_narrow_the_space_and_keep_conditions():
 def test_bad_choices_are_refused_with_the_name(fixed, choices, message):
     with pytest.raises(UserError, match=message):
         job_space(Nested(), fixed, choices=choices)
+
+
+def test_yaml_numbers_take_the_hyperparameters_type():
+    # YAML gives 0 for a float 0.0 and 2.0 for an int: one type per Choice, ints stay ints.
+    space = job_space(Nested(), {"depth": 2.0}, choices={"rate": [0, 0.2]})
+    by_name = {h.name: h for h in space.space}
+    assert by_name["rate"].values == [0.0, 0.2] and all(
+        isinstance(v, float) for v in by_name["rate"].values
+    )
+    assert by_name["depth"].value == 2 and isinstance(by_name["depth"].value, int)

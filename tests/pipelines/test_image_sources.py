@@ -180,3 +180,18 @@ def test_augmentation_only_on_train_and_tunable(npz):
     assert hp.get("augment_strength") == 1.0
     hp.values["augment_strength"] = 0.0
     assert tuned.augment_fn(hp) is None
+
+
+def test_folder_mixing_grayscale_and_colour_formats(tmp_path):
+    """A colour GIF (decodes only to RGB) in a grayscale folder is converted, not 'corrupt'."""
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            for i in range(3):
+                write_png(tmp_path / split / c / f"{i}.png", np.full((8, 8, 1), 40 * i, np.uint8))
+    gif = tf.io.encode_png(np.full((8, 8, 3), 200, np.uint8)).numpy()  # PNG bytes, RGB
+    (tmp_path / "train" / "b" / "z_colour.png").write_bytes(gif)
+    p = pipeline(folder=str(tmp_path), batch_size=2, validation_split=0.25)
+    p.check_available()
+    assert p.describe().input_shape == (8, 8, 1)
+    shapes = {tuple(x.shape[1:]) for x, _ in p.train_data().validation}
+    assert shapes == {(8, 8, 1)}

@@ -43,8 +43,14 @@ def test_importing_onto_an_existing_copy_reads_the_file(data_dir, tiny_npz, tmp_
         arrays = {k: raw[k] for k in raw.files}
     other = tmp_path / "other.npz"
     np.savez(other, **{**arrays, "x_test": arrays["x_test"][:50], "y_test": arrays["y_test"][:50]})
-    with pytest.raises(UserError, match=r"already a different copy \(test 200, train 600; this"):
+    with pytest.raises(UserError, match=r"already a different copy \(test 200, train 600, "):
         import_dataset(IMPORTERS.get("fashion_mnist"), other, data_dir)
+    # Same counts, other pixels: the checksum tells them apart.
+    same_counts = tmp_path / "same_counts.npz"
+    np.savez(same_counts, **{**arrays, "x_test": 255 - arrays["x_test"]})
+    with pytest.raises(UserError, match="already a different copy .*imported from"):
+        import_dataset(IMPORTERS.get("fashion_mnist"), same_counts, data_dir)
+    assert import_dataset(IMPORTERS.get("fashion_mnist"), tiny_npz, data_dir)  # the same: fine
 
 
 @pytest.mark.parametrize(
