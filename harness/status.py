@@ -63,7 +63,9 @@ def trials_table(job_dir: JobDir, rows: list[dict[str, Any]] | None = None) -> T
     )
     columns = ["trial", "status", objective, "best epoch", "epochs", *varying, *tests, "duration"]
     for column in columns:
-        table.add_column(column, overflow="fold")
+        # Ids, statuses and scores on one line each; hyperparameter values may fold.
+        keep = column in ("trial", "status", objective, "duration")
+        table.add_column(column, overflow="fold", no_wrap=keep)
     for r in rows:
         status = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
         table.add_row(
