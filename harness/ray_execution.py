@@ -57,8 +57,17 @@ class _Slot:
 class RayExecutor:
     """Runs trial requests on `max_concurrent_trials` warm actors (see module docstring)."""
 
-    def __init__(self, resources: ResourcesSpec, channel: EpochChannel, address: str | None = None):
+    def __init__(
+        self,
+        resources: ResourcesSpec,
+        channel: EpochChannel,
+        address: str | None = None,
+        py_modules: list[str] | None = None,
+    ):
         self.resources = resources
+        # The job's own code (a `package.module:Class` search space from the working
+        # directory): shipped to every node of a cluster by Ray's runtime environment.
+        self.py_modules = py_modules or []
         self.address = address or resources.address or os.environ.get("RAY_ADDRESS")
         self._channel = channel
         self._started_ray = False
@@ -90,11 +99,16 @@ class RayExecutor:
 
     def _init_ray(self) -> None:
         env = dict(WORKER_ENV)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
-        )
+        runtime_env: dict[str, Any] = {"env_vars": env}
+        if self.address and self.py_modules:
+            # Other machines do not have this directory: Ray uploads the user's packages.
+            runtime_env["py_modules"] = self.py_modules
+        else:
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
+            )
         kwargs: dict[str, Any] = dict(
-            runtime_env={"env_vars": env},
+            runtime_env=runtime_env,
             log_to_driver=False,
             logging_level=logging.ERROR,
             configure_logging=True,

@@ -284,8 +284,17 @@ def test_a_cluster_started_with_ray_start_and_token_authentication(tmp_path, dat
                 start_new_session=True,
             )
         )
+        # The job's own search space, from the directory harness runs in: on a cluster the
+        # workers get it only through Ray's runtime environment (py_modules), not the path.
+        project = tmp_path / "project"
+        (project / "mypkg").mkdir(parents=True)
+        (project / "mypkg" / "__init__.py").write_text("")
+        (project / "mypkg" / "models.py").write_text(
+            "from search_spaces.image_cnn import ImageCNN\n\n\nclass Mine(ImageCNN):\n    pass\n"
+        )
         job = tiny_job(
             tmp_path,
+            search_space={"name": "mypkg.models:Mine", "fixed": {"filters_1": 32}},
             tuner={"max_trials": 4, "epochs": 1},
             resources={"cpus_per_trial": 1, "max_concurrent_trials": 2},
             export={"policy": "none"},
@@ -295,7 +304,7 @@ def test_a_cluster_started_with_ray_start_and_token_authentication(tmp_path, dat
         wait_for(lambda: _alive_nodes(address, env) == 2, 90, "the second node to join")
         command = [sys.executable, "-m", "harness", "tune", str(path), "--address", address]
         run = subprocess.run(
-            command, capture_output=True, text=True, cwd=REPO, env=env, timeout=400
+            command, capture_output=True, text=True, cwd=project, env=env, timeout=400
         )
         assert run.returncode == 0, run.stdout + run.stderr
         records = JobDir(job["output_dir"]).trial_records()
@@ -306,7 +315,7 @@ def test_a_cluster_started_with_ray_start_and_token_authentication(tmp_path, dat
             [*command, "--set", f"output_dir={tmp_path / 'other'}"],
             capture_output=True,
             text=True,
-            cwd=REPO,
+            cwd=project,
             env=no_token,
             timeout=400,
         )
