@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
 from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
 

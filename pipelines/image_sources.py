@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines.image_sources import check_labels
 
 

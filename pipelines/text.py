@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
 from pipelines.base import (
     DataMeta,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
 from pipelines.text_files import Rows, read_rows
 

@@ -41,7 +41,7 @@ import tensorflow as tf
 from filelock import FileLock
 from keras import layers, ops
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines.base import DataMeta
 from pipelines.cache import cache_key
 from pipelines.tfds_source import resolve_data_dir
