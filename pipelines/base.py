@@ -32,6 +32,21 @@ class PipelineConfig(BaseModel):
         return self.pipeline
 
 
+def check_default_among_choices(name: str, default: Any, choices: list | None) -> None:
+    """The one rule for a data option `name` tuned by `<name>_choices`: its own value is the
+    default choice, so it must be one of them (raised as ValueError for pydantic to report)."""
+    if choices and default not in choices:
+        raise ValueError(
+            f"{name}={default} is the default choice and must be one of {name}_choices {choices}"
+        )
+
+
+def declare_choice(hp: Any, name: str, default: Any, choices: list | None) -> None:
+    """Declares the tuned data option `name` (checked by `check_default_among_choices`)."""
+    if choices:
+        hp.Choice(name, choices, default=default)
+
+
 @dataclass
 class DataMeta:
     """What a model needs to know about the data, cheap to compute (no data read)."""

@@ -23,7 +23,16 @@ from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
 from harness_core.errors import UserError
 from pipelines import tfds_source
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
+from pipelines.base import (
+    DataMeta,
+    Pipeline,
+    PipelineConfig,
+    Serving,
+    TrainData,
+    check_default_among_choices,
+    declare_choice,
+    for_training,
+)
 
 OOV = "[UNK]"
 
@@ -55,6 +64,9 @@ class CharLMConfig(PipelineConfig):
             raise ValueError("give exactly one text source: files (text files) or dataset")
         if self.dataset is not None:
             tfds_source.check_dataset_name(self.dataset)
+        check_default_among_choices(
+            "sequence_length", self.sequence_length, self.sequence_length_choices
+        )
         return self
 
 
@@ -141,12 +153,8 @@ class CharLMPipeline(Pipeline):
         return self.config.sequence_length
 
     def declare_hyperparameters(self, hp: Any) -> None:
-        choices = self.config.sequence_length_choices
-        if choices:
-            default = self.config.sequence_length
-            hp.Choice(
-                "sequence_length", choices, default=default if default in choices else choices[0]
-            )
+        c = self.config
+        declare_choice(hp, "sequence_length", c.sequence_length, c.sequence_length_choices)
 
     def _windows(self, part: str, length: int) -> int:
         return (len(self._ids[part]) - 1) // length
