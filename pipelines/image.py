@@ -143,6 +143,7 @@ class ImageClassificationPipeline(Pipeline):
             labels = self.source.labels("train")[:n]
             fraction = c.validation_examples / n if c.validation_examples else c.validation_split
             train, val = split_indices(labels, min(fraction, 0.99), c.stratify, c.seed)
+            train, val = np.sort(train), np.sort(val)  # read in file order: faster
             plan = {"train": ("indices", train, n), "validation": ("indices", val, n)}
         plan["test"] = ("range", 0, n_test)
         if _size(plan["train"]) < c.batch_size:

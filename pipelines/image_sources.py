@@ -274,15 +274,18 @@ def to_channels(tf, image, channels: int):
 def split_indices(
     labels: np.ndarray, fraction: float, stratify: bool, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) index arrays; stratified keeps each class's share in validation."""
-    rng = np.random.default_rng(seed)
+    """(train, validation) positions into `labels`, each in a seeded shuffled order: the one
+    split of every pipeline. Validation takes round(n * fraction) examples, at least 1; with
+    `stratify`, that many of each class, at least 1 and never all of it (a class with a
+    single example keeps it for training)."""
+    order = np.random.default_rng(seed).permutation(len(labels))
     if not stratify:
-        order = rng.permutation(len(labels))
-        n_val = max(1, round(len(labels) * fraction))
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
-    val = []
+        n_val = max(1, round(len(order) * fraction))
+        return order[n_val:], order[:n_val]
+    taken = np.zeros(len(order), bool)
     for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        val.extend(members[: max(1, round(len(members) * fraction))])
-    val = np.sort(np.array(val, np.int64))
-    return np.setdiff1d(np.arange(len(labels)), val), val
+        members = np.flatnonzero(labels[order] == c)  # positions in `order`, shuffled
+        n = len(members)
+        n_val = min(max(1, round(n * fraction)), n - 1)  # 0 for a single example
+        taken[members[:n_val]] = True
+    return order[~taken], order[taken]
