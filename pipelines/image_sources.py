@@ -95,6 +95,24 @@ def _check_pixels(path: Path, name: str, x: np.ndarray) -> None:
         )
 
 
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_image_arrays(path: Path) -> dict[str, np.ndarray]:
+    """An image dataset's `.npz` (x_train, y_train, x_test, y_test), read whole; UserError
+    naming the file for a missing array or a corrupt file. Offline import and `data.arrays`
+    both read through here."""
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in ARRAY_KEYS}
+    except KeyError as e:
+        raise UserError(
+            f"{path}: not a dataset npz: missing array {e} (need x/y_train, x/y_test)"
+        ) from None
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
+
+
 class ArrayImages:
     """`x_train, y_train, x_test, y_test` uint8 arrays in a `.npz` file."""
 
@@ -108,15 +126,7 @@ class ArrayImages:
         if self._arrays is None:
             if not self.path.is_file():
                 raise UserError(f"data.arrays: {self.path}: no such file")
-            try:
-                with np.load(self.path) as f:
-                    self._arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            except KeyError as e:
-                raise UserError(
-                    f"{self.path}: missing array {e} (need x/y_train, x/y_test)"
-                ) from None
-            except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
-                raise UserError(f"{self.path}: corrupt or truncated npz file ({e})") from None
+            self._arrays = load_image_arrays(self.path)
         return self._arrays
 
     def check(self) -> None:
