@@ -136,6 +136,11 @@ class Pipeline:
     def check_config(cls, config: PipelineConfig) -> None:
         """Raises UserError for option combinations the schema cannot express."""
 
+    def global_batch(self, replicas: int) -> int:
+        """The batch one training step consumes: `data.batch_size` is per replica, so a
+        MirroredStrategy over `replicas` devices steps on that many times more."""
+        return self.config.batch_size * replicas
+
     def check_available(self) -> None:
         """Raises UserError when the data cannot be read (e.g. no offline copy)."""
 

@@ -212,7 +212,7 @@ class CharLMPipeline(Pipeline):
         import tensorflow as tf
 
         length = self._length(hp)
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         train = for_training(self._examples("train", length), self.config, batch)
         validation = self._examples("validation", length).batch(batch).prefetch(tf.data.AUTOTUNE)
         steps = max(1, self._windows("train", length) // batch)
@@ -220,7 +220,7 @@ class CharLMPipeline(Pipeline):
 
     def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         length = self._length(hp)
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         both = self._examples("train", length).concatenate(self._examples("validation", length))
         n = self._windows("train", length) + self._windows("validation", length)
         return TrainData(for_training(both, self.config, batch), None, max(1, n // batch), batch)

@@ -224,14 +224,14 @@ class ImageClassificationPipeline(Pipeline):
         return None if config.is_identity() else make_batch_augment_fn(config)
 
     def train_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
-        batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
+        batch = self.global_batch(replicas)
         train = self._for_training(self._examples("train"), hp, batch)
         validation = self._batched(self._examples("validation"), batch)
         return TrainData(train, validation, max(1, _size(self._plan["train"]) // batch), batch)
 
     def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         """Training data over train + validation, for refitting the chosen configuration."""
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         examples = self._examples("train").concatenate(self._examples("validation"))
         n = _size(self._plan["train"]) + _size(self._plan["validation"])
         return TrainData(self._for_training(examples, hp, batch), None, max(1, n // batch), batch)

@@ -248,7 +248,7 @@ class TextClassificationPipeline(Pipeline):
         """Repeating shuffled train batches of (ids, label) and one pass of validation."""
 
         n_train, _, _ = self._split_sizes()
-        batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
+        batch = self.global_batch(replicas)
         vectorizer = self.vectorizer(hp)
         train = self._vectorized(self.source.raw("train"), vectorizer)
         # Cache after vectorizing: standardizing and looking up tokens dominates the step.
@@ -262,7 +262,7 @@ class TextClassificationPipeline(Pipeline):
         """Training batches over train + validation, for refitting the chosen configuration.
         The vocabulary stays the one adapted on the training split (what the trial used)."""
         n_train, n_validation, _ = self._split_sizes()
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         raw = self.source.raw("train").concatenate(self.source.raw("validation"))
         examples = self._vectorized(raw, self.vectorizer(hp))
         if self.config.cache == "memory":

@@ -396,7 +396,7 @@ class TimeSeriesPipeline(Pipeline):
         import tensorflow as tf
 
         window = self._select_window(hp)
-        batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
+        batch = self.global_batch(replicas)
         train = self._windows("train", window)
         # Cache after windowing: each epoch then reads ready windows, not gathers.
         if self.config.cache == "memory":
