@@ -81,7 +81,7 @@ def run_keras_tuner(job: Path, budget_s: float, out: Path, algorithm: str) -> di
     import keras
     import keras_tuner as kt
 
-    from harness.job import load_job
+    from harness.job_file import load_job
     from harness.space import make_hypermodel
     from pipelines import PIPELINES
 

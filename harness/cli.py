@@ -49,7 +49,7 @@ def tune(
     overwrite: Annotated[bool, typer.Option(help="Delete the job directory first.")] = False,
 ) -> None:
     """Run a tuning job (or continue it if its job directory already has progress)."""
-    from harness.job import load_job
+    from harness.job_file import load_job
     from harness.tuning import tune as run
 
     _require_tensorflow()
@@ -89,7 +89,7 @@ def validate(
     """Check a job file (and its smoke variant) without running it; print the resolved job."""
     import yaml
 
-    from harness.job import load_job
+    from harness.job_file import load_job
 
     spec = load_job(job_file, set_ or [], smoke=smoke)
     console.print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))

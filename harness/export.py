@@ -214,7 +214,7 @@ def model_card(manifest: dict[str, Any], has_example: bool, classifier: bool) ->
     tests = ", ".join(f"{k} {v:.4f}" for k, v in manifest["test_metrics"].items())
     lines += [
         "",
-        f"**Test metrics** on all {data['num_test']} examples of the test split of "
+        f"**Test metrics** on {_scored(data)} of the test split of "
         f"`{data['dataset'] or data['pipeline']}` (scored once, at export): {tests}.",
         "",
         "## Serving",
@@ -245,6 +245,15 @@ def model_card(manifest: dict[str, Any], has_example: bool, classifier: bool) ->
     lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in manifest["hyperparameters"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _scored(data: dict[str, Any]) -> str:
+    if data.get("test_examples"):
+        return (
+            f"the first {data['num_test']} examples (data.test_examples, in the stored order of "
+            "the data; score the whole split to compare with others)"
+        )
+    return f"all {data['num_test']} examples"
 
 
 def _next_version(model_dir: Path) -> int:
@@ -305,6 +314,9 @@ def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> 
             "dataset": getattr(spec.data, "dataset", None),
             "fingerprint": meta.fingerprint,
             "num_test": meta.num_test,
+            # None: the whole test split was scored; a number: only its first examples (in
+            # the stored order of the data, which may not be the source file's).
+            "test_examples": getattr(spec.data, "test_examples", None),
             "class_names": meta.class_names,
             # A forecaster's input: its window of these columns, raw units (predict reads it).
             **{

@@ -9,15 +9,11 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-import re
 import sys
 import tempfile
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +29,7 @@ from pydantic import (
 
 from harness.errors import UserError
 from harness.pruning import PruningSpec
+from harness.validation_errors import format_validation_error
 from pipelines import PIPELINES
 from pipelines.base import PipelineConfig
 from search_spaces import SEARCH_SPACES
@@ -148,85 +145,6 @@ class JobSpec(Strict):
 
     def job_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")
-
-
-def load_job(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> JobSpec:
-    """Reads, overrides and fully validates a job file; raises UserError on any problem.
-
-    The `smoke` variant is validated too when not asked for: a misspelled smoke key should
-    fail now, not in the next `--smoke` run.
-    """
-    path = Path(path)
-    raw = read_yaml(path)
-    spec = validate_job(_variant(raw, path, overrides, smoke), source=str(path))
-    if not smoke and raw.get("smoke"):
-        validate_job(_variant(raw, path, overrides, smoke=True), source=f"{path}: smoke")
-    return spec
-
-
-def _variant(raw: dict[str, Any], path: Path, overrides: list[str], smoke: bool) -> dict:
-    """The raw job with its smoke overrides (when `smoke`), then the --set overrides."""
-    raw = copy.deepcopy(raw)
-    if smoke:
-        smoke_overrides = raw.get("smoke") or {}
-        if not isinstance(smoke_overrides, dict):
-            raise UserError(f"{path}: smoke: must be a mapping of 'dotted.key: value'")
-        for key, value in smoke_overrides.items():
-            set_dotted(raw, str(key), value, source=f"{path}: smoke")
-        if "output_dir" not in smoke_overrides:  # keep smoke runs apart from real ones
-            raw["output_dir"] = f"{raw.get('output_dir') or 'runs/' + str(raw.get('name'))}-smoke"
-    for item in overrides:
-        key, value = parse_override(item)
-        set_dotted(raw, key, value, source="--set")
-    return raw
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """The job file's top-level mapping; UserError when it is missing, unreadable or not YAML."""
-    if not path.is_file():
-        raise UserError(f"job file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise UserError(
-            f"{path}: not a text (UTF-8) file: byte {e.object[e.start]:#04x} at offset {e.start}"
-        ) from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{path}:{where}: not valid YAML: {problem}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: a job file must be a mapping of keys (name, data, ...)")
-    return raw
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """`tuner.max_trials=3` -> ("tuner.max_trials", 3); values are parsed as YAML."""
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. tuner.max_trials=3")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
-    return key.strip(), value
-
-
-def set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
-    node = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            where = ".".join(parts[: i + 1])
-            raise UserError(f"{source}: cannot set {key!r}: {where!r} is not a mapping")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
 
 
 def validate_job(raw: dict[str, Any], source: str = "job", cross_check: bool = True) -> JobSpec:
@@ -376,50 +294,6 @@ def _check_output_dir(job_dir: Path, source: str) -> None:
 def _check_metric(name: str, key: str, allowed: list[str], source: str) -> None:
     if name not in allowed:
         raise UserError(f"{source}: {key}: {name!r} is not a metric; allowed: {', '.join(allowed)}")
-
-
-def format_validation_error(
-    err: ValidationError, source: str, model: type[BaseModel], prefix: str = ""
-) -> str:
-    """One line per problem: `source: key.path: what is wrong (got value)`."""
-    lines = []
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"]]
-        key = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(model, loc[:-1])
-            allowed = (", ".join(parent.model_fields) or "(none)") if parent else "see docs"
-            where = ".".join(([prefix] if prefix else []) + loc[:-1]) or "job"
-            lines.append(f"{source}: unknown key {loc[-1]!r} in {where}; allowed keys: {allowed}")
-        elif e["type"] == "missing":
-            lines.append(f"{source}: {key}: required key is missing")
-        else:
-            msg = re.sub(r"^Value error, ", "", e["msg"])
-            lines.append(f"{source}: {key}: {msg} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
-    for part in loc:
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        model = _base_model_in(field.annotation)
-        if model is None:
-            return None
-    return model
-
-
-def _base_model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) or origin is typing.Annotated:
-        for arg in typing.get_args(annotation):
-            found = _base_model_in(arg)
-            if found:
-                return found
-    return None
 
 
 def resume_spec(job_dir) -> JobSpec:

@@ -31,6 +31,11 @@ _TF_LOG = re.compile(_RAY_PREFIX + rb"[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+
 _ABSL_PREAMBLE = re.compile(
     _RAY_PREFIX + rb"WARNING: All log messages before absl::InitializeLog\(\) is called"
 )
+# Ray's C++ core logs ("[2026-11-24 17:00:00,123 E 4242 4242] gcs_client.cc:88: ..."), e.g. a
+# screen of InvalidAuthToken retries before the harness's own one-line answer.
+_RAY_CORE_LOG = re.compile(
+    _RAY_PREFIX + rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [IWE] \d+ \d+\] \S+\.cc:\d+:"
+)
 # cpu_feature_guard's message spans two lines; the second has no header of its own.
 _CONTINUATION = re.compile(_RAY_PREFIX + rb"To enable the following instructions:")
 # A partial line (a prompt, a progress bar) waits this long for its end, then is forwarded.
@@ -111,7 +116,7 @@ def is_tf_log(line: bytes, after_dropped: bool = False) -> bool:
     `after_dropped`: the previous line was one, so a header-less continuation counts too.
     """
     plain = _ANSI.sub(b"", line)
-    if _TF_LOG.match(plain) or _ABSL_PREAMBLE.match(plain):
+    if _TF_LOG.match(plain) or _ABSL_PREAMBLE.match(plain) or _RAY_CORE_LOG.match(plain):
         return True
     return after_dropped and _CONTINUATION.match(plain) is not None
 

@@ -57,8 +57,17 @@ class _Slot:
 class RayExecutor:
     """Runs trial requests on `max_concurrent_trials` warm actors (see module docstring)."""
 
-    def __init__(self, resources: ResourcesSpec, channel: EpochChannel, address: str | None = None):
+    def __init__(
+        self,
+        resources: ResourcesSpec,
+        channel: EpochChannel,
+        address: str | None = None,
+        py_modules: list[str] | None = None,
+    ):
         self.resources = resources
+        # The job's own code (a `package.module:Class` search space from the working
+        # directory): shipped to every node of a cluster by Ray's runtime environment.
+        self.py_modules = py_modules or []
         self.address = address or resources.address or os.environ.get("RAY_ADDRESS")
         self._channel = channel
         self._started_ray = False
@@ -90,11 +99,16 @@ class RayExecutor:
 
     def _init_ray(self) -> None:
         env = dict(WORKER_ENV)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
-        )
+        runtime_env: dict[str, Any] = {"env_vars": env}
+        if self.address and self.py_modules:
+            # Other machines do not have this directory: Ray uploads the user's packages.
+            runtime_env["py_modules"] = self.py_modules
+        else:
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
+            )
         kwargs: dict[str, Any] = dict(
-            runtime_env={"env_vars": env},
+            runtime_env=runtime_env,
             log_to_driver=False,
             logging_level=logging.ERROR,
             configure_logging=True,
@@ -107,8 +121,7 @@ class RayExecutor:
         try:
             ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError) as e:
-            where = self.address or "a local Ray"
-            raise UserError(f"cannot start or reach Ray at {where}: {e}") from None
+            raise UserError(connect_error(self.address, e)) from None
         self._started_ray = True
 
     def _check_fits(self) -> None:
@@ -208,3 +221,24 @@ def _task_error_text(error: Exception) -> str:
     if cause is not None:
         text = f"{type(cause).__name__}: {cause}\n{text}"
     return text if len(text) < 20_000 else text[-20_000:]
+
+
+AUTH_HINT = (
+    "a cluster started by `ray start` (Ray >= 2.59) uses token authentication: set "
+    "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head's token (`ray get-auth-token` on the "
+    "head prints it) here and on every node; see the README, GPUs and clusters"
+)
+
+
+def connect_error(address: str | None, error: Exception) -> str:
+    """One line for a Ray that cannot be started or reached; for a cluster address it says
+    what token authentication needs when this process has no token, or the token is refused."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    if address is None:
+        return f"cannot start a local Ray: {first}"
+    message = f"cannot reach Ray at {address}: {first}"
+    no_token = not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH")
+    refused = any(w in str(error) for w in ("auth", "Auth", "UNAUTHENTICATED"))
+    if refused or no_token or os.environ.get("RAY_AUTH_MODE") != "token":
+        message += f"; {AUTH_HINT}"
+    return message

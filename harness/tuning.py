@@ -93,7 +93,8 @@ def tune(
         _warn_about_budget(spec, oracle, console)
         from harness.ray_execution import RayExecutor  # Ray only where trials really run
 
-        with RayExecutor(spec.resources, make_channel(spec), address) as executor:
+        channel = make_channel(spec)
+        with RayExecutor(spec.resources, channel, address, user_packages(spec)) as executor:
             outcome = TrialLoop(spec, job_dir, oracle, executor, console).run()
         _plot(job_dir, console)
         if outcome.interrupted:
@@ -118,6 +119,26 @@ def _plot(job_dir: JobDir, console: Console) -> None:
         console.print(f"[yellow]warning:[/] no search.png: {type(e).__name__}: {e}")
         return
     console.print(f"search plot: {path}", highlight=False)
+
+
+def user_packages(spec: JobSpec) -> list[str]:
+    """The local package (or module file) of a job's own `package.module:Class` search space,
+    when it is not installed: what the workers of a cluster need shipped to them."""
+    import importlib.util
+    import os
+
+    name = spec.search_space.name
+    if ":" not in name:
+        return []
+    top = name.split(":")[0].split(".")[0]
+    found = importlib.util.find_spec(top)
+    if found is None or found.origin is None:
+        return []
+    origin = os.path.realpath(found.origin)
+    if "site-packages" in origin or not origin.startswith(os.path.realpath(os.getcwd())):
+        return []  # installed, or from elsewhere: the nodes are expected to have it
+    is_package = found.submodule_search_locations is not None
+    return [os.path.dirname(origin) if is_package else origin]
 
 
 def make_channel(spec: JobSpec) -> EpochChannel:

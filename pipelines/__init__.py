@@ -4,7 +4,7 @@ Each pipeline is a `pipelines.base.Pipeline` subclass with its own `Config` (the
 section). Heavy modules are imported only when a pipeline is used.
 """
 
-from harness.registry import Registry
+from harness_core.registry import Registry
 
 PIPELINES = Registry("pipeline")
 PIPELINES.register("image_classification", "pipelines.image:ImageClassificationPipeline")

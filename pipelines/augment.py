@@ -1,9 +1,10 @@
 """Random image augmentation for tf.data training pipelines: a job's `AugmentConfig` composed
 into one function over the ops of `pipelines.augment_ops`.
 
-`make_augment_fn` works per image and draws a fresh seed per image when the caller passes none.
 `make_batch_augment_fn` works on a whole batch [B, H, W, C] with one seed; pipelines use it:
 per-example `Dataset.map` overhead costs more than the ops themselves on small images.
+`make_augment_fn` is the same on one image (a batch of one), drawing a fresh seed per image
+when the caller passes none.
 
 Importing this module imports no TensorFlow (job validation reads `AugmentConfig` through it);
 the ops module is imported when a function is composed.
@@ -25,28 +26,23 @@ def _identity(image: Any, seed: Any = None) -> Any:
 
 
 def make_augment_fn(config: AugmentConfig) -> Callable[..., Any]:
-    """Composes the ops `config` enables into `augment(image, seed=None) -> image`.
+    """Composes the ops `config` enables into `augment(image, seed=None) -> image` for one
+    image [H, W, C]: the batched ops on a batch of one (one implementation of each op).
 
     Use it per image, before batching, e.g. `ds.map(lambda x, y: (augment(x), y))`. Without
     `seed`, each call draws one from TF's global generator (set `tf.random.set_seed` to repeat
-    a run); with a seed (int32 [2]) the result is fully determined. Each op gets its own seed
-    split from it.
+    a run); with a seed (int32 [2]) the result is fully determined.
     """
     import tensorflow as tf
 
-    from pipelines.augment_ops import OPS
-
-    stages = [(OPS[name], arguments) for name, arguments in config.enabled_ops()]
-    if not stages:
+    augment_batch = make_batch_augment_fn(config)
+    if augment_batch is _identity:
         return _identity
 
     def augment(image: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
         if seed is None:
             seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
-        seeds = tf.random.split(seed, len(stages))
-        for i, (op, arguments) in enumerate(stages):
-            image = op(image, seeds[i], **arguments)
-        return image
+        return augment_batch(image[None], seed)[0]
 
     return augment
 

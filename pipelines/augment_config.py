@@ -59,7 +59,7 @@ class AugmentConfig(BaseModel):
         return value
 
     def enabled_ops(self) -> list[tuple[str, dict[str, Any]]]:
-        """The ops this config turns on, in application order, with their `OPS` arguments."""
+        """The ops this config turns on, in application order, with their `BATCH_OPS` arguments."""
         affine = {"rotation": self.rotation, "zoom": self.zoom, "translation": self.translation}
         contrast = self.contrast or (1.0, 1.0)
         candidates = [

@@ -1,13 +1,13 @@
-"""Random image augmentation ops (TensorFlow), per image and per batch.
+"""Random image augmentation ops (TensorFlow), on whole batches.
 
-Every per-image op takes one float32 image (H x W x C, C = 1 or 3, pixels in [0, 255], not
-normalized) and a stateless seed (int32 tensor of shape [2]) and returns an image of the same
-shape and dtype in [0, 255]. Ops use `tf.random.stateless_*` only: the same seed gives the same
-image eagerly and inside `Dataset.map`, so a seeded pipeline is reproducible and tests can pin the
-randomness. The batched ops apply the same semantics to a whole batch [B, H, W, C] with one seed,
-each op drawing every image's parameters in one call.
+Every op takes a float32 batch [B, H, W, C] (C = 1 or 3, pixels in [0, 255], not normalized)
+and a stateless seed (int32/int64 tensor of shape [2]) and returns a batch of the same shape in
+[0, 255], each image with its own random parameters drawn in one stateless call: the same seed
+gives the same batch eagerly and inside `Dataset.map`, so a seeded pipeline is reproducible and
+tests can pin the randomness. One implementation: per-image augmentation
+(`pipelines.augment.make_augment_fn`) runs these on a batch of one.
 
-Ops run in this fixed order (the order of `OPS` and `BATCH_OPS`):
+Ops run in this fixed order (the order of `BATCH_OPS`):
 flip_horizontal -> flip_vertical -> crop -> affine -> brightness -> contrast -> cutout.
 Geometry comes before colour; cutout comes last so the erased rectangle keeps its exact fill
 value. Rotation, zoom and translation are one `affine` op: one bilinear resample instead of
@@ -28,35 +28,6 @@ _FILL_MODES = {"reflect": "REFLECT", "zeros": "CONSTANT"}
 
 def _clip(image: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(image, 0.0, 255.0)
-
-
-def _coin(seed: tf.Tensor, probability: float) -> tf.Tensor:
-    """A boolean scalar that is True with `probability` (uniform draws lie in [0, 1))."""
-    return tf.random.stateless_uniform([], seed) < probability
-
-
-def random_flip_horizontal(image: tf.Tensor, seed: tf.Tensor, probability: float) -> tf.Tensor:
-    """Flips left-right with `probability`."""
-    return tf.where(_coin(seed, probability), tf.image.flip_left_right(image), image)
-
-
-def random_flip_vertical(image: tf.Tensor, seed: tf.Tensor, probability: float) -> tf.Tensor:
-    """Flips up-down with `probability`."""
-    return tf.where(_coin(seed, probability), tf.image.flip_up_down(image), image)
-
-
-def random_crop_with_padding(
-    image: tf.Tensor, seed: tf.Tensor, padding: int, fill: Fill = "reflect"
-) -> tf.Tensor:
-    """Pads `padding` pixels on each side, then crops a random window of the original size.
-
-    The CIFAR trick: a random shift of up to `padding` pixels that keeps the image sharp.
-    """
-    mode = _FILL_MODES[fill]
-    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], mode=mode)
-    cropped = tf.image.stateless_random_crop(padded, tf.shape(image), seed)
-    cropped.set_shape(image.shape)  # the crop size is dynamic; restore the static shape
-    return cropped
 
 
 def _about_center(matrix: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
@@ -95,81 +66,9 @@ def _translation(dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
     return _homogeneous(linear, tf.stack([-dx, -dy], -1))
 
 
-def affine_transform(image: tf.Tensor, matrix: tf.Tensor, fill: Fill = "reflect") -> tf.Tensor:
-    """Resamples `image` bilinearly through a 3x3 output-to-input (x=column, y=row) matrix."""
-    transform = tf.reshape(matrix / matrix[2, 2], [-1])[:8]
-    result = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None],
-        transforms=transform[None],
-        output_shape=tf.shape(image)[:2],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode=_FILL_MODES[fill],
-    )[0]
-    result.set_shape(image.shape)  # the output shape is dynamic; restore the static shape
-    return _clip(result)
-
-
 def _height_width(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     shape = tf.cast(tf.shape(image), tf.float32)
     return shape[0], shape[1]
-
-
-def rotate(image: tf.Tensor, turns: float, fill: Fill = "reflect") -> tf.Tensor:
-    """Rotates counter-clockwise by `turns` of a full turn (0.25 = 90 degrees)."""
-    height, width = _height_width(image)
-    return affine_transform(image, _rotation(turns, height, width), fill)
-
-
-def random_affine(
-    image: tf.Tensor,
-    seed: tf.Tensor,
-    rotation: float = 0.0,
-    zoom: float = 0.0,
-    translation: float = 0.0,
-    fill: Fill = "reflect",
-) -> tf.Tensor:
-    """Random rotation, zoom and translation in one resample; see `AugmentConfig` for ranges."""
-    height, width = _height_width(image)
-    u = tf.random.stateless_uniform([4], seed, minval=-1.0, maxval=1.0)
-    matrix = (
-        _rotation(u[0] * rotation, height, width)
-        @ _zoom(1.0 + u[1] * zoom, height, width)
-        @ _translation(u[2] * translation * width, u[3] * translation * height)
-    )
-    return affine_transform(image, matrix, fill)
-
-
-def random_brightness(image: tf.Tensor, seed: tf.Tensor, max_delta: float) -> tf.Tensor:
-    """Adds one delta drawn from [-max_delta, max_delta] to every pixel."""
-    delta = tf.random.stateless_uniform([], seed, minval=-max_delta, maxval=max_delta)
-    return _clip(image + delta)
-
-
-def random_contrast(image: tf.Tensor, seed: tf.Tensor, lower: float, upper: float) -> tf.Tensor:
-    """Scales each channel's deviation from its mean by a factor drawn from [lower, upper]."""
-    factor = tf.random.stateless_uniform([], seed, minval=lower, maxval=upper)
-    return _clip(tf.image.adjust_contrast(image, factor))
-
-
-def random_cutout(
-    image: tf.Tensor,
-    seed: tf.Tensor,
-    probability: float,
-    size: float = 0.25,
-    fill_value: float = 0.0,
-) -> tf.Tensor:
-    """With `probability`, sets a rectangle of `size` x (height, width) to `fill_value`.
-
-    The rectangle lies fully inside the image (random erasing), so every cutout erases the
-    same area, unlike DeVries' cutout whose rectangle may hang over the border.
-    """
-    shape = tf.shape(image)
-    u = tf.random.stateless_uniform([3], seed)
-    rows = _window(u[0], shape[0], size)
-    cols = _window(u[1], shape[1], size)
-    inside = rows[:, None, None] & cols[None, :, None] & (u[2] < probability)
-    return tf.where(inside, tf.cast(fill_value, image.dtype), image)
 
 
 def _window(u: tf.Tensor, length: tf.Tensor, size: float) -> tf.Tensor:
@@ -213,11 +112,10 @@ def batch_flip_vertical(images: tf.Tensor, seed: tf.Tensor, probability: float) 
 def batch_crop_with_padding(
     images: tf.Tensor, seed: tf.Tensor, padding: int, fill: Fill = "reflect"
 ) -> tf.Tensor:
-    """Shifts each image by a random whole number of pixels in [-padding, padding] per axis.
-
-    Equal to `random_crop_with_padding` per image. Done with index gathers rather than a
-    projective transform: its REFLECT repeats the edge pixel, while `tf.pad` does not.
-    """
+    """Shifts each image by a random whole number of pixels in [-padding, padding] per axis:
+    the CIFAR trick (pad, then crop a window of the original size), sharp as the original.
+    Done with index gathers rather than a projective transform: its REFLECT repeats the edge
+    pixel, while `tf.pad` does not."""
     shifts = _batch_uniform(images, seed, [2], minval=-padding, maxval=padding + 1, dtype=tf.int32)
     shape = tf.shape(images)
     rows, row_inside = _shifted_indices(shifts[:, 0], shape[1], fill)
@@ -238,22 +136,10 @@ def _shifted_indices(shift: tf.Tensor, length: tf.Tensor, fill: Fill) -> tuple[t
     return tf.clip_by_value(source, 0, length - 1), inside
 
 
-def batch_affine(
-    images: tf.Tensor,
-    seed: tf.Tensor,
-    rotation: float = 0.0,
-    zoom: float = 0.0,
-    translation: float = 0.0,
-    fill: Fill = "reflect",
-) -> tf.Tensor:
-    """Random rotation, zoom and translation per image, in one batched bilinear resample."""
-    height, width = _height_width(images[0])
-    u = _batch_uniform(images, seed, [4], minval=-1.0, maxval=1.0)
-    matrices = (
-        _rotation(u[:, 0] * rotation, height, width)
-        @ _zoom(1.0 + u[:, 1] * zoom, height, width)
-        @ _translation(u[:, 2] * translation * width, u[:, 3] * translation * height)
-    )
+def affine(images: tf.Tensor, matrices: tf.Tensor, fill: Fill = "reflect") -> tf.Tensor:
+    """Resamples each image bilinearly through its 3x3 output-to-input (x=column, y=row)
+    matrix ([B, 3, 3], or one [3, 3] for all)."""
+    matrices = tf.broadcast_to(matrices, tf.concat([tf.shape(images)[:1], [3, 3]], 0))
     transforms = tf.reshape(matrices / matrices[:, 2:, 2:], [-1, 9])[:, :8]
     result = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
@@ -265,6 +151,32 @@ def batch_affine(
     )
     result.set_shape(images.shape)  # the output shape is dynamic; restore the static shape
     return _clip(result)
+
+
+def rotate(images: tf.Tensor, turns: float, fill: Fill = "reflect") -> tf.Tensor:
+    """Rotates every image counter-clockwise by `turns` of a full turn (0.25 = 90 degrees)."""
+    height, width = _height_width(images[0])
+    return affine(images, _rotation(turns, height, width), fill)
+
+
+def batch_affine(
+    images: tf.Tensor,
+    seed: tf.Tensor,
+    rotation: float = 0.0,
+    zoom: float = 0.0,
+    translation: float = 0.0,
+    fill: Fill = "reflect",
+) -> tf.Tensor:
+    """Random rotation, zoom and translation per image, in one batched bilinear resample;
+    see `AugmentConfig` for the ranges."""
+    height, width = _height_width(images[0])
+    u = _batch_uniform(images, seed, [4], minval=-1.0, maxval=1.0)
+    matrices = (
+        _rotation(u[:, 0] * rotation, height, width)
+        @ _zoom(1.0 + u[:, 1] * zoom, height, width)
+        @ _translation(u[:, 2] * translation * width, u[:, 3] * translation * height)
+    )
+    return affine(images, matrices, fill)
 
 
 def batch_brightness(images: tf.Tensor, seed: tf.Tensor, max_delta: float) -> tf.Tensor:
@@ -287,8 +199,9 @@ def batch_cutout(
     size: float = 0.25,
     fill_value: float = 0.0,
 ) -> tf.Tensor:
-    """With `probability` per image, sets a rectangle inside it to `fill_value` (see
-    `random_cutout`)."""
+    """With `probability` per image, sets a rectangle of `size` x (height, width) inside it to
+    `fill_value` (random erasing: the rectangle lies fully inside, so every cutout erases the
+    same area, unlike DeVries' cutout whose rectangle may hang over the border)."""
     shape = tf.shape(images)
     u = _batch_uniform(images, seed, [3])
     rows = _window(u[:, 0], shape[1], size)
@@ -298,17 +211,7 @@ def batch_cutout(
 
 
 Op = Callable[..., tf.Tensor]
-# name -> op(image, seed, **arguments), in application order.
-OPS: dict[str, Op] = {
-    "flip_horizontal": random_flip_horizontal,
-    "flip_vertical": random_flip_vertical,
-    "crop": random_crop_with_padding,
-    "affine": random_affine,
-    "brightness": random_brightness,
-    "contrast": random_contrast,
-    "cutout": random_cutout,
-}
-# The same ops on whole batches: op(images, seed, **arguments).
+# name -> op(images, seed, **arguments), in application order.
 BATCH_OPS: dict[str, Op] = {
     "flip_horizontal": batch_flip_horizontal,
     "flip_vertical": batch_flip_vertical,

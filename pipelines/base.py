@@ -32,6 +32,21 @@ class PipelineConfig(BaseModel):
         return self.pipeline
 
 
+def check_default_among_choices(name: str, default: Any, choices: list | None) -> None:
+    """The one rule for a data option `name` tuned by `<name>_choices`: its own value is the
+    default choice, so it must be one of them (raised as ValueError for pydantic to report)."""
+    if choices and default not in choices:
+        raise ValueError(
+            f"{name}={default} is the default choice and must be one of {name}_choices {choices}"
+        )
+
+
+def declare_choice(hp: Any, name: str, default: Any, choices: list | None) -> None:
+    """Declares the tuned data option `name` (checked by `check_default_among_choices`)."""
+    if choices:
+        hp.Choice(name, choices, default=default)
+
+
 @dataclass
 class DataMeta:
     """What a model needs to know about the data, cheap to compute (no data read)."""
@@ -120,6 +135,11 @@ class Pipeline:
     @classmethod
     def check_config(cls, config: PipelineConfig) -> None:
         """Raises UserError for option combinations the schema cannot express."""
+
+    def global_batch(self, replicas: int) -> int:
+        """The batch one training step consumes: `data.batch_size` is per replica, so a
+        MirroredStrategy over `replicas` devices steps on that many times more."""
+        return self.config.batch_size * replicas
 
     def check_available(self) -> None:
         """Raises UserError when the data cannot be read (e.g. no offline copy)."""

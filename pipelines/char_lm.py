@@ -21,9 +21,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
+from pipelines.base import (
+    DataMeta,
+    Pipeline,
+    PipelineConfig,
+    Serving,
+    TrainData,
+    check_default_among_choices,
+    declare_choice,
+    for_training,
+)
 
 OOV = "[UNK]"
 
@@ -55,6 +64,9 @@ class CharLMConfig(PipelineConfig):
             raise ValueError("give exactly one text source: files (text files) or dataset")
         if self.dataset is not None:
             tfds_source.check_dataset_name(self.dataset)
+        check_default_among_choices(
+            "sequence_length", self.sequence_length, self.sequence_length_choices
+        )
         return self
 
 
@@ -141,12 +153,8 @@ class CharLMPipeline(Pipeline):
         return self.config.sequence_length
 
     def declare_hyperparameters(self, hp: Any) -> None:
-        choices = self.config.sequence_length_choices
-        if choices:
-            default = self.config.sequence_length
-            hp.Choice(
-                "sequence_length", choices, default=default if default in choices else choices[0]
-            )
+        c = self.config
+        declare_choice(hp, "sequence_length", c.sequence_length, c.sequence_length_choices)
 
     def _windows(self, part: str, length: int) -> int:
         return (len(self._ids[part]) - 1) // length
@@ -204,7 +212,7 @@ class CharLMPipeline(Pipeline):
         import tensorflow as tf
 
         length = self._length(hp)
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         train = for_training(self._examples("train", length), self.config, batch)
         validation = self._examples("validation", length).batch(batch).prefetch(tf.data.AUTOTUNE)
         steps = max(1, self._windows("train", length) // batch)
@@ -212,7 +220,7 @@ class CharLMPipeline(Pipeline):
 
     def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         length = self._length(hp)
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         both = self._examples("train", length).concatenate(self._examples("validation", length))
         n = self._windows("train", length) + self._windows("validation", length)
         return TrainData(for_training(both, self.config, batch), None, max(1, n // batch), batch)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
@@ -95,6 +95,24 @@ def _check_pixels(path: Path, name: str, x: np.ndarray) -> None:
         )
 
 
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_image_arrays(path: Path) -> dict[str, np.ndarray]:
+    """An image dataset's `.npz` (x_train, y_train, x_test, y_test), read whole; UserError
+    naming the file for a missing array or a corrupt file. Offline import and `data.arrays`
+    both read through here."""
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in ARRAY_KEYS}
+    except KeyError as e:
+        raise UserError(
+            f"{path}: not a dataset npz: missing array {e} (need x/y_train, x/y_test)"
+        ) from None
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
+
+
 class ArrayImages:
     """`x_train, y_train, x_test, y_test` uint8 arrays in a `.npz` file."""
 
@@ -108,15 +126,7 @@ class ArrayImages:
         if self._arrays is None:
             if not self.path.is_file():
                 raise UserError(f"data.arrays: {self.path}: no such file")
-            try:
-                with np.load(self.path) as f:
-                    self._arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            except KeyError as e:
-                raise UserError(
-                    f"{self.path}: missing array {e} (need x/y_train, x/y_test)"
-                ) from None
-            except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
-                raise UserError(f"{self.path}: corrupt or truncated npz file ({e})") from None
+            self._arrays = load_image_arrays(self.path)
         return self._arrays
 
     def check(self) -> None:
@@ -274,15 +284,18 @@ def to_channels(tf, image, channels: int):
 def split_indices(
     labels: np.ndarray, fraction: float, stratify: bool, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) index arrays; stratified keeps each class's share in validation."""
-    rng = np.random.default_rng(seed)
+    """(train, validation) positions into `labels`, each in a seeded shuffled order: the one
+    split of every pipeline. Validation takes round(n * fraction) examples, at least 1; with
+    `stratify`, that many of each class, at least 1 and never all of it (a class with a
+    single example keeps it for training)."""
+    order = np.random.default_rng(seed).permutation(len(labels))
     if not stratify:
-        order = rng.permutation(len(labels))
-        n_val = max(1, round(len(labels) * fraction))
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
-    val = []
+        n_val = max(1, round(len(order) * fraction))
+        return order[n_val:], order[:n_val]
+    taken = np.zeros(len(order), bool)
     for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        val.extend(members[: max(1, round(len(members) * fraction))])
-    val = np.sort(np.array(val, np.int64))
-    return np.setdiff1d(np.arange(len(labels)), val), val
+        members = np.flatnonzero(labels[order] == c)  # positions in `order`, shuffled
+        n = len(members)
+        n_val = min(max(1, round(n * fraction)), n - 1)  # 0 for a single example
+        taken[members[:n_val]] = True
+    return order[~taken], order[taken]

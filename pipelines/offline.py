@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import UserError
-from pipelines.image_sources import check_labels
+from harness_core.errors import UserError
+from pipelines.image_sources import check_labels, load_image_arrays
 
 
 @dataclass(frozen=True)
@@ -38,13 +37,7 @@ def _read_npz_images(
 ) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
     """`x_train, y_train, x_test, y_test` uint8 arrays and integer labels below `num_classes`;
     `with_id` adds CIFAR's "train_00042"."""
-    try:
-        with np.load(path) as f:
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except KeyError as e:
-        raise UserError(f"{path}: not a dataset npz: missing array {e}") from None
-    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
+    arrays = load_image_arrays(path)
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim not in (3, 4) or x.dtype != np.uint8 or len(x) != len(y):

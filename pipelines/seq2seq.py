@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
 
 PAD, START, END, UNSEEN = 0, 1, 2, 3
@@ -142,14 +142,14 @@ class Seq2SeqPipeline(Pipeline):
     def train_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
         import tensorflow as tf
 
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         train = for_training(self._dataset("train"), self.config, batch)
         validation = self._dataset("validation").batch(batch).prefetch(tf.data.AUTOTUNE)
         steps = max(1, len(self._pairs["train"]) // batch)
         return TrainData(train, validation, steps, batch)
 
     def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         both = self._dataset("train").concatenate(self._dataset("validation"))
         n = len(self._pairs["train"]) + len(self._pairs["validation"])
         return TrainData(for_training(both, self.config, batch), None, max(1, n // batch), batch)

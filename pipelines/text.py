@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
 from pipelines.base import (
     DataMeta,
@@ -29,6 +29,8 @@ from pipelines.base import (
     PipelineConfig,
     Serving,
     TrainData,
+    check_default_among_choices,
+    declare_choice,
     for_training,
 )
 from pipelines.text_files import file_format
@@ -105,9 +107,7 @@ class TextClassificationConfig(PipelineConfig):
             raise ValueError("give exactly one of dataset (a TFDS name) or files: {train, test}")
         _check_files_only_options(self)
         for name in _TUNABLE:
-            _check_default_among_choices(
-                name, getattr(self, name), getattr(self, f"{name}_choices")
-            )
+            check_default_among_choices(name, getattr(self, name), getattr(self, f"{name}_choices"))
         return self
 
 
@@ -119,13 +119,6 @@ def _check_files_only_options(config: TextClassificationConfig) -> None:
         raise ValueError(
             f"{changed[0]} applies to files only: a TFDS dataset has its own (text, label) keys "
             "and its validation set is a contiguous slice of train"
-        )
-
-
-def _check_default_among_choices(name: str, default: int, choices: list[int] | None) -> None:
-    if choices and default not in choices:
-        raise ValueError(
-            f"{name}={default} is the default choice and must be one of {name}_choices {choices}"
         )
 
 
@@ -160,9 +153,9 @@ class TextClassificationPipeline(Pipeline):
         """Registers `vocab_size` / `sequence_length` / `ngrams` choices, when the job gives
         any."""
         for name in _TUNABLE:
-            choices = getattr(self.config, f"{name}_choices")
-            if choices:
-                hp.Choice(name, choices, default=getattr(self.config, name))
+            declare_choice(
+                hp, name, getattr(self.config, name), getattr(self.config, f"{name}_choices")
+            )
 
     def _sizes(self, hp: Any) -> tuple[int, int]:
         """(vocab_size, sequence_length): `hp`'s choices when declared, else the config's."""
@@ -255,7 +248,7 @@ class TextClassificationPipeline(Pipeline):
         """Repeating shuffled train batches of (ids, label) and one pass of validation."""
 
         n_train, _, _ = self._split_sizes()
-        batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
+        batch = self.global_batch(replicas)
         vectorizer = self.vectorizer(hp)
         train = self._vectorized(self.source.raw("train"), vectorizer)
         # Cache after vectorizing: standardizing and looking up tokens dominates the step.
@@ -269,7 +262,7 @@ class TextClassificationPipeline(Pipeline):
         """Training batches over train + validation, for refitting the chosen configuration.
         The vocabulary stays the one adapted on the training split (what the trial used)."""
         n_train, n_validation, _ = self._split_sizes()
-        batch = self.config.batch_size * replicas
+        batch = self.global_batch(replicas)
         raw = self.source.raw("train").concatenate(self.source.raw("validation"))
         examples = self._vectorized(raw, self.vectorizer(hp))
         if self.config.cache == "memory":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 
 
 def file_format(path: str) -> str | None:

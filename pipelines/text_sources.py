@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import tfds_source
+from pipelines.image_sources import split_indices
 from pipelines.text_files import Rows, read_rows
 
 if TYPE_CHECKING:
@@ -176,18 +177,14 @@ class FileTexts:
 def split_train(
     labels: np.ndarray, config: TextClassificationConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices: a seeded shuffle, subset, then the validation share."""
+    """(train, validation) row indices: a seeded shuffle, the `train_examples` subset, then
+    the validation share by the pipelines' one split (`image_sources.split_indices`)."""
     order = np.random.default_rng(config.seed).permutation(len(labels))[: config.train_examples]
-    share = config.validation_split
-    if config.stratify:
-        by_class = [order[labels[order] == c] for c in np.unique(labels[order])]
-        validation = np.concatenate([rows[: round(len(rows) * share)] for rows in by_class])
-    else:
-        validation = order[: max(1, round(len(order) * share))]
-    if len(validation) == 0:
-        raise UserError(f"data.validation_split={share} leaves no validation example in any class")
-    # Keep the shuffled order (not class-sorted) so a small shuffle buffer still mixes classes.
-    return order[~np.isin(order, validation)], validation
+    train, validation = split_indices(
+        labels[order], config.validation_split, config.stratify, config.seed
+    )
+    # Shuffled order (not class-sorted), so a small shuffle buffer still mixes classes.
+    return order[train], order[validation]
 
 
 def _is_int_label(label: int | str) -> bool:

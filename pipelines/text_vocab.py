@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.jobdir import atomic_write_json
+from harness_core.files import atomic_write_json
 
 if TYPE_CHECKING:  # type names only: Keras is imported where a layer is made
     import keras

@@ -13,7 +13,7 @@ import functools
 import os
 from pathlib import Path
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines import IMPORTERS
 
 

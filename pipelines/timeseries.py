@@ -23,8 +23,17 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
-from harness.errors import UserError
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
+from harness_core.errors import UserError
+from pipelines.base import (
+    DataMeta,
+    Pipeline,
+    PipelineConfig,
+    Serving,
+    TrainData,
+    check_default_among_choices,
+    declare_choice,
+    for_training,
+)
 
 SPLITS = ("train", "validation", "test")
 
@@ -59,10 +68,7 @@ class TimeSeriesConfig(PipelineConfig):
                 f"{self.validation_fraction + self.test_fraction:g} leaves no training data; "
                 "it must be < 1"
             )
-        if self.window_choices and self.window not in self.window_choices:
-            raise ValueError(
-                f"window {self.window} must be one of window_choices {self.window_choices}"
-            )
+        check_default_among_choices("window", self.window, self.window_choices)
         _check_column_names(self)
         return self
 
@@ -323,8 +329,7 @@ class TimeSeriesPipeline(Pipeline):
         return self._loaded
 
     def declare_hyperparameters(self, hp: Any) -> None:
-        if self.config.window_choices:
-            hp.Choice("window", self.config.window_choices, default=self.config.window)
+        declare_choice(hp, "window", self.config.window, self.config.window_choices)
 
     def _select_window(self, hp: Any) -> int:
         """The window for `hp` (config.window when not tuned); remembered for `test_data`."""
@@ -391,7 +396,7 @@ class TimeSeriesPipeline(Pipeline):
         import tensorflow as tf
 
         window = self._select_window(hp)
-        batch = self.config.batch_size * replicas  # global batch: per-replica size x replicas
+        batch = self.global_batch(replicas)
         train = self._windows("train", window)
         # Cache after windowing: each epoch then reads ready windows, not gathers.
         if self.config.cache == "memory":

@@ -4,7 +4,7 @@ Each entry carries its `SpaceInfo` (tasks, metrics, options schema) so a job val
 importing the hypermodel, which imports TensorFlow.
 """
 
-from harness.registry import Registry
+from harness_core.registry import Registry
 from search_spaces import options
 
 SEARCH_SPACES = Registry("search space")

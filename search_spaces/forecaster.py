@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keras_tuner as kt
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines.base import DataMeta
 from search_spaces.base import SearchSpace, make_optimizer
 

@@ -18,7 +18,7 @@ import functools
 
 import keras_tuner as kt
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines.base import DataMeta
 from search_spaces.base import SearchSpace, build_branch, compile_classifier
 

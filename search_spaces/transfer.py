@@ -19,7 +19,7 @@ import keras_tuner as kt
 import numpy as np
 from keras import layers
 
-from harness.errors import UserError
+from harness_core.errors import UserError
 from pipelines.base import DataMeta
 from search_spaces.base import SearchSpace, make_optimizer, peak_learning_rate
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.job import load_job
+from harness.job_file import load_job
 from harness.jobdir import JobDir
 from harness.tuning import tune
 from tests.conftest import REPO

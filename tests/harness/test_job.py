@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from harness.errors import UserError
-from harness.job import load_job, parse_override, validate_job
+from harness.job import validate_job
+from harness.job_file import load_job, parse_override
 from search_spaces import SEARCH_SPACES
 from tests.conftest import REPO, tiny_job
 

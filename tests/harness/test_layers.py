@@ -36,3 +36,27 @@ def test_no_import_cycles_in_the_engine():
     for module in graph:
         visit(module, [])
     assert "tuning" not in graph["export"]  # the cycle the layering issue found
+
+
+def imported_packages(folder: str) -> dict[str, set[str]]:
+    """{file: top-level project packages it imports} for every .py file under `folder`."""
+    project = {"harness", "harness_core", "pipelines", "search_spaces"}
+    found = {}
+    for path in sorted((REPO / folder).glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+        found[path.name] = names & project
+    return found
+
+
+def test_plugins_and_the_leaf_never_import_the_engine():
+    # harness -> pipelines, search_spaces -> harness_core; never the reverse.
+    for folder in ("pipelines", "search_spaces"):
+        for name, packages in imported_packages(folder).items():
+            assert "harness" not in packages, f"{folder}/{name} imports harness"
+    for name, packages in imported_packages("harness_core").items():
+        assert packages <= {"harness_core"}, f"harness_core/{name} imports {packages}"

@@ -239,3 +239,114 @@ def test_hyperband_rounds_continue_from_earlier_checkpoints(ray_local, tmp_path)
         first_loss = record["metrics"]["metrics"]["loss"]["observations"][0]["value"][0]
         parent_first = parent["metrics"]["metrics"]["loss"]["observations"][0]["value"][0]
         assert first_loss < parent_first
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_cluster_started_with_ray_start_and_token_authentication(tmp_path, data_dir):
+    """The README's recipe with real `ray start` processes (a head and a second node on this
+    machine), token authentication on as Ray >= 2.59 turns it on: the job runs on both nodes
+    with the token set; without it the harness answers in one line that says what to set."""
+    import secrets
+
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    port = _free_port()
+    token = secrets.token_hex(16)
+    home = tmp_path / "home"  # no ~/.ray/auth_token of the user's to fall back on
+    home.mkdir()
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env = {**os.environ, "HOME": str(home), **auth}
+    common = ["--num-cpus=1", "--block", "--disable-usage-stats"]
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    nodes = [head]
+    try:
+        address = f"127.0.0.1:{port}"
+        wait_for(lambda: _port_open(port), 60, "the head to listen")
+        nodes.append(
+            subprocess.Popen(
+                [ray_bin, "start", f"--address={address}", *common],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        # The job's own search space, from the directory harness runs in: on a cluster the
+        # workers get it only through Ray's runtime environment (py_modules), not the path.
+        project = tmp_path / "project"
+        (project / "mypkg").mkdir(parents=True)
+        (project / "mypkg" / "__init__.py").write_text("")
+        (project / "mypkg" / "models.py").write_text(
+            "from search_spaces.image_cnn import ImageCNN\n\n\nclass Mine(ImageCNN):\n    pass\n"
+        )
+        job = tiny_job(
+            tmp_path,
+            search_space={"name": "mypkg.models:Mine", "fixed": {"filters_1": 32}},
+            tuner={"max_trials": 4, "epochs": 1},
+            resources={"cpus_per_trial": 1, "max_concurrent_trials": 2},
+            export={"policy": "none"},
+        )
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump(job))
+        wait_for(lambda: _alive_nodes(address, env) == 2, 90, "the second node to join")
+        command = [sys.executable, "-m", "harness", "tune", str(path), "--address", address]
+        run = subprocess.run(
+            command, capture_output=True, text=True, cwd=project, env=env, timeout=400
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        records = JobDir(job["output_dir"]).trial_records()
+        assert [r["status"] for r in records] == ["COMPLETED"] * 4
+        assert len({r["run"]["node_id"] for r in records}) == 2  # both nodes ran trials
+        no_token = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+        refused = subprocess.run(
+            [*command, "--set", f"output_dir={tmp_path / 'other'}"],
+            capture_output=True,
+            text=True,
+            cwd=project,
+            env=no_token,
+            timeout=400,
+        )
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stderr.splitlines() == [refused.stderr.strip()]
+        assert refused.stderr.startswith(f"error: cannot reach Ray at {address}")
+        assert "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN" in refused.stderr
+    finally:
+        for node in reversed(nodes):
+            os.killpg(node.pid, signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive_nodes(address: str, env: dict) -> int:
+    script = (
+        f"import ray; ray.init(address={address!r}, logging_level='ERROR');"
+        "print(sum(n['Alive'] for n in ray.nodes()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    lines = out.stdout.strip().splitlines()
+    return int(lines[-1]) if out.returncode == 0 and lines else 0

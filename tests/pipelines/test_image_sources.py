@@ -195,3 +195,18 @@ def test_folder_mixing_grayscale_and_colour_formats(tmp_path):
     assert p.describe().input_shape == (8, 8, 1)
     shapes = {tuple(x.shape[1:]) for x, _ in p.train_data().validation}
     assert shapes == {(8, 8, 1)}
+
+
+def test_the_one_split_shared_by_the_pipelines():
+    from pipelines.image_sources import split_indices
+
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 19 + [3])  # class 3 has one example
+    train, val = split_indices(labels, 0.2, stratify=True, seed=5)
+    assert sorted(np.concatenate([train, val])) == list(range(100))  # a partition
+    assert {c: int((labels[val] == c).sum()) for c in range(4)} == {0: 10, 1: 6, 2: 4, 3: 0}
+    again = split_indices(labels, 0.2, stratify=True, seed=5)
+    assert all((a == b).all() for a, b in zip((train, val), again, strict=True))  # seeded
+    train, val = split_indices(labels, 0.2, stratify=False, seed=5)
+    assert len(val) == 20 and not set(train) & set(val)
+    _, tiny = split_indices(np.array([0, 1]), 0.01, stratify=False, seed=0)
+    assert len(tiny) == 1  # never an empty validation set
