@@ -157,7 +157,7 @@ def plot(
     jd = JobDir(job_dir)
     jd.check_format()
     jd.read_spec()  # a clear error when this is not a job directory
-    console.print(f"wrote {plot_search(jd, out)}", highlight=False)
+    console.print(f"wrote {plot_search(jd, out)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

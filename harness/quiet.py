@@ -52,6 +52,11 @@ def install() -> None:
     cannot start: unfiltered output is better than none.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiets what TF does let us quiet
+    # absl's Python logger (TFDS: "Variant folder ... has no dataset_info.json" while probing
+    # a data directory): the harness answers in its own words.
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
     if _installed:
         return
     try:

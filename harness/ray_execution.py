@@ -116,7 +116,11 @@ class RayExecutor:
         if self.address:
             kwargs["address"] = self.address
         else:
-            kwargs.update(include_dashboard=False, object_store_memory=256 * 1024**2)
+            # "local": a Ray of its own, even when `ray start` left a cluster on this machine
+            # (a bare ray.init() would join it, or fail on a stale one).
+            kwargs.update(
+                address="local", include_dashboard=False, object_store_memory=256 * 1024**2
+            )
             self._reaper = reaper.watch()  # the local Ray dies with this driver, however
         try:
             ray.init(**kwargs)

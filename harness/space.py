@@ -22,7 +22,10 @@ def check_job_space(spec: JobSpec) -> str | None:
     (raises UserError); returns why it could not, when the data is not available here."""
     from pipelines import PIPELINES
 
-    pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
+    config = spec.data
+    if getattr(config, "download", False):  # validating never downloads a dataset
+        config = config.model_copy(update={"download": False})
+    pipeline = PIPELINES.get(spec.data.pipeline)(config)
     try:
         pipeline.check_available()
     except UserError as e:

@@ -87,6 +87,7 @@ def ray_local(data_dir):
     import ray
 
     ray.init(
+        address="local",  # never a `ray start` cluster of another test (or of the user)
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,

