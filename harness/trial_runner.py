@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 import zlib
@@ -37,6 +38,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     job_dir = JobDir(request["job_dir"])
     trial_id = request["trial_id"]
     where = _record_attempt(job_dir, trial_id)
+    _clear_earlier_attempt(job_dir, trial_id)
     hp = kt.HyperParameters.from_config(request["hyperparameters"])
 
     t = time.perf_counter()
@@ -170,7 +172,16 @@ def _record_attempt(job_dir: JobDir, trial_id: str) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:  # one short O_APPEND write per attempt
         f.write(json.dumps({**where, "started": time.time()}) + "\n")
+    where["attempts"] = len(path.read_text().splitlines())  # this trial's, over all its runs
     return where
+
+
+def _clear_earlier_attempt(job_dir: JobDir, trial_id: str) -> None:
+    """A retried attempt (Ray restarted a killed worker) draws the trial's curves afresh: the
+    earlier attempt's train/validation runs go; the driver's HParams session stays."""
+    board = job_dir.trial_board(trial_id)
+    for part in ("train", "validation"):
+        shutil.rmtree(board / part, ignore_errors=True)
 
 
 def _epochs(spec, hp) -> tuple[int, int]:

@@ -536,6 +536,7 @@ RUN_FIELDS = (
     "node_id",
     "pid",
     "gpu_ids",
+    "attempts",
     "replicas",
     "global_batch_size",
     "worker_rss_mb",

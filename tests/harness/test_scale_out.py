@@ -130,6 +130,16 @@ def test_worker_killed_mid_trial_is_retried_and_job_completes(tmp_path, data_dir
     assert [r["status"] for r in records] == ["COMPLETED", "COMPLETED"]
     pids = [json.loads(line)["pid"] for line in attempts.read_text().splitlines()]
     assert len(pids) == 2 and pids[0] == victim and pids[1] != victim  # retried in a new worker
+    assert records[0]["run"]["attempts"] == 2  # run.json counts Ray's retry
+    # One curve: the killed attempt's epochs were cleared before the retry trained.
+    from tensorboard.backend.event_processing import event_accumulator
+
+    validation = event_accumulator.EventAccumulator(
+        str(job_dir.trial_board("0") / "validation"), size_guidance={"tensors": 0}
+    )
+    validation.Reload()
+    steps = [e.step for e in validation.Tensors("epoch_accuracy")]
+    assert steps == list(range(6))
 
 
 def test_driver_killed_then_resumed_reaches_the_same_end(tmp_path, data_dir):
