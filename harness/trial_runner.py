@@ -44,12 +44,15 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     t = time.perf_counter()
     configure_devices(spec.resources)
     strategy = make_strategy(spec.resources)
+    _release()  # what earlier trials of this warm worker left, even if they failed
+    # Before the datasets are made: a shuffle's seed pairs its own with the global one, which an
+    # earlier trial of this warm worker would otherwise have left. Seeds weights, dropout and
+    # data order, so a rerun is exact with data.deterministic, whatever ran before in the process.
+    seed = trial_seed(spec.tuner.seed, trial_id)
+    keras.utils.set_random_seed(seed)
     pipeline = _pipeline(spec.data)
     meta = pipeline.describe(hp)
     data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
-    _release()  # what earlier trials of this warm worker left, even if they failed
-    seed = trial_seed(spec.tuner.seed, trial_id)
-    keras.utils.set_random_seed(seed)  # weights, dropout; exact reruns with data.deterministic
     hypermodel = make_hypermodel(spec, meta)
     # Schedules span the job's full epochs (a Hyperband round continuing a checkpoint too).
     hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch)

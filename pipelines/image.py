@@ -259,7 +259,10 @@ class ImageClassificationPipeline(Pipeline):
         return self._batched(self._examples("test"), batch_size)
 
     def example_batch(self, data: TrainData, hp: Any = None) -> tuple[Any, Any, bool]:
-        images, labels = next(iter(data.train))
+        # A dataset of its own: iterating `data.train` would move its shuffle on, so the trial
+        # that shows the examples would train on other batches than a rerun of it.
+        train = self._for_training(self._examples("train"), hp, data.batch_size)
+        images, labels = next(iter(train))
         return images, labels, self.augment_fn(hp) is not None
 
     def example_inputs(self, count: int = 1) -> list[Any]:

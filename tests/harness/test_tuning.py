@@ -47,25 +47,36 @@ def test_trials_on_ray_are_recorded(ray_local, tmp_path):
     assert first["conv_layers"] == 3 and first["optimizer"] == "adam"  # the default point
     # Both trials ran in one warm worker per slot: at most 2 processes for 2 slots.
     assert len({r["run"]["pid"] for r in records}) <= 2
-    # Each trial is seeded from tuner.seed and its id: a rerun of the first trial, in a fresh
-    # Ray worker, trains the same weights on the same batches and reaches the same metrics.
+    # Each trial is seeded from tuner.seed and its id: a rerun of the first trial trains the same
+    # weights on the same batches and reaches the same metrics, also in a warm process that has
+    # just run the other trial (what a warm worker's earlier trials leave must not change it).
     seeds = [r["run"]["seed"] for r in records]
     assert seeds == [trial_seed(spec.tuner.seed, r["trial_id"]) for r in records]
     assert len(set(seeds)) == 2
-    rerun = ray.get(
-        ray.remote(run_trial).remote(
-            {
-                "job": spec.model_dump(mode="json"),
-                "job_dir": str(tmp_path / "rerun"),
-                "trial_id": records[0]["trial_id"],
-                "hyperparameters": records[0]["hyperparameters"],
-                "submitted_at": 0.0,
-            }
-        )
-    )
-    assert rerun["seed"] == seeds[0]
-    score = records[0]["metrics"]["metrics"]["val_accuracy"]["observations"][0]["value"][0]
-    assert rerun["epochs"][0]["metrics"]["val_accuracy"] == score
+
+    def request(record, where):
+        return {
+            "job": spec.model_dump(mode="json"),
+            "job_dir": str(tmp_path / where),
+            "trial_id": record["trial_id"],
+            "hyperparameters": record["hyperparameters"],
+            "submitted_at": 0.0,
+        }
+
+    # The first rerun follows the other trial in its job directory (which showed the example
+    # images), the second shows them itself: neither may change the batches it trains on.
+    in_one_process = ray.remote(lambda requests: [run_trial(r) for r in requests])
+    reruns = ray.get(
+        in_one_process.remote([request(records[1], "a"), request(records[0], "a"), request(records[0], "b")])
+    )[1:]
+    for where in ("a", "b"):
+        assert (JobDir(tmp_path / where).tensorboard_dir / "examples" / ".claimed").exists()
+    recorded = records[0]["metrics"]["metrics"]
+    for rerun in reruns:
+        assert rerun["seed"] == seeds[0]
+        for metric in ("val_accuracy", "val_loss"):
+            value = recorded[metric]["observations"][0]["value"][0]
+            assert rerun["epochs"][0]["metrics"][metric] == value
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(ray_local, tmp_path):
