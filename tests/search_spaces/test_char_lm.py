@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import keras_tuner as kt
 import numpy as np
 import pytest
@@ -112,3 +114,26 @@ def test_generation_writes_the_asked_number_of_known_characters(corpus):
     assert len(texts) == 3
     for text in texts:
         assert len(text) == 12 and set(text) <= set(p.vocabulary)
+
+
+def test_each_epoch_writes_the_prompts_continued_to_tensorboard(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    p = pipeline(corpus, batch_size=4)
+    meta = p.describe()
+    space = CharLM(meta)
+    model = space.build(kt.HyperParameters())
+    (callback,) = space.extra_callbacks(str(tmp_path / "board"))
+    data = p.train_data()
+    model.fit(data.train, steps_per_epoch=2, epochs=2, callbacks=[callback], verbose=0)
+    events = EventAccumulator(str(tmp_path / "board"), size_guidance={"tensors": 0}).Reload()
+    cards = events.Tensors("generated")
+    assert [c.step for c in cards] == [0, 1]
+    text = cards[-1].tensor_proto.string_val[0].decode()
+    for prompt in meta.extra["prompts"]:
+        assert f"**{prompt!r}** → " in text
+    continued = [line.split(" → ", 1)[1] for line in text.split("\n\n")]
+    assert len(continued) == len(meta.extra["prompts"])
+    for quoted in continued:  # 80 characters the model knows, quoted with repr
+        text = ast.literal_eval(quoted)
+        assert len(text) == 80 and set(text) <= set(p.vocabulary)
