@@ -36,11 +36,13 @@ ORACLE_OVERRIDES = {
 }
 
 
-def run_harness(job: Path, budget_s: float, out: Path, variant: str) -> dict:
+def run_harness(
+    job: Path, budget_s: float, out: Path, variant: str, extra: list[str] | None = None
+) -> dict:
     """One `harness tune` under the budget; its best-so-far curve and exported test score."""
     job_dir = out / f"harness-{variant}"
     overrides = [f"tuner.time_budget_s={budget_s}", f"output_dir={job_dir}"]
-    overrides += ORACLE_OVERRIDES[variant]
+    overrides += ORACLE_OVERRIDES[variant] + list(extra or [])
     command = [sys.executable, "-m", "harness", "tune", str(job), "--overwrite"]
     for item in overrides:
         command += ["--set", item]
@@ -82,7 +84,7 @@ def run_keras_tuner(job: Path, budget_s: float, out: Path, algorithm: str) -> di
     import keras_tuner as kt
 
     from harness.job_file import load_job
-    from harness.space import make_hypermodel
+    from harness.space import job_space, make_hypermodel
     from pipelines import PIPELINES
 
     spec = load_job(job)
@@ -93,14 +95,22 @@ def run_keras_tuner(job: Path, budget_s: float, out: Path, algorithm: str) -> di
     hypermodel = make_hypermodel(spec, meta)
     hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch)
     objective = kt.Objective(spec.tuner.objective.name, spec.tuner.objective.direction)
+    # The same space: the job's `fixed` and `choices` applied, as a user would declare them
+    # with `hyperparameters=` (the data options stay as the job sets them).
+    space = job_space(hypermodel, spec.search_space.fixed, None, spec.search_space.choices)
     common = dict(
         objective=objective,
+        hyperparameters=space,
         directory=str(out / f"kt-{algorithm}"),
         overwrite=True,
         seed=spec.tuner.seed,
     )
     if algorithm == "hyperband":
-        tuner = kt.Hyperband(hypermodel, max_epochs=spec.tuner.epochs, factor=3, **common)
+        # Iterations enough to outlast the budget: one Hyperband iteration over 4-epoch trials
+        # is only a handful of trials, after which `search` would return early.
+        tuner = kt.Hyperband(
+            hypermodel, max_epochs=spec.tuner.epochs, factor=3, hyperband_iterations=1000, **common
+        )
     else:
         tuner = kt.BayesianOptimization(hypermodel, max_trials=10**6, **common)
     points: list[tuple[float, float]] = []
@@ -170,11 +180,19 @@ def main() -> None:
         default="job",
         help="comma-separated: job, random, bayesian, hyperband, asha",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a job override for the harness runs, e.g. export.retrain=false to export the best "
+        "trial's own weights, as the baseline's best model is",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for variant in args.harness_oracles.split(","):
-        results.append(run_harness(args.job, args.budget_s, args.out, variant))
+        results.append(run_harness(args.job, args.budget_s, args.out, variant, args.set))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), flush=True)
     if args.baseline != "none":
         results.append(run_keras_tuner(args.job, args.budget_s, args.out, args.baseline))

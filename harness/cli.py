@@ -216,21 +216,23 @@ def predict(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Image files, text lines, .txt files, (forecasters) CSV files or "
-            "(language models) prompts."
+            help="Image files, text lines, .txt files, (sequence classifiers) .npy/.csv "
+            "files, (forecasters) CSV files or (language models) prompts."
         ),
     ],
     length: Annotated[int, typer.Option(min=1, help="Language models: characters to write.")] = 200,
     temperature: Annotated[
         float, typer.Option(min=0.01, help="Language models: sampling temperature.")
     ] = 0.8,
+    top: Annotated[int, typer.Option(min=1, help="Classifiers: show the K likeliest classes.")] = 1,
 ) -> None:
-    """Run an exported model on raw inputs: image files, review text, (forecasters) CSV files
-    of recent rows, or (language models) prompts to continue."""
+    """Run an exported model on raw inputs: image files, review text, (sequence classifiers)
+    .npy/.csv files of sequences, (forecasters) CSV files of recent rows, or (language models)
+    prompts to continue."""
     from harness.predict import predict as run
 
     _require_tensorflow()
-    for row in run(export_dir, inputs, length, temperature):
+    for row in run(export_dir, inputs, length, temperature, top):
         if "decoded" in row:
             console.print(
                 f"{row['input']} -> {row['decoded']}", soft_wrap=True, highlight=False, markup=False
@@ -248,11 +250,8 @@ def predict(
             )
             console.print(f"{row['input']}: next {shown}", soft_wrap=True, highlight=False)
             continue
-        console.print(
-            f"{row['input']}: {row['class']} ({row['probability']:.3f})",
-            soft_wrap=True,
-            highlight=False,
-        )
+        ranked = ", ".join(f"{r['class']} ({r['probability']:.3f})" for r in row["top"])
+        console.print(f"{row['input']}: {ranked}", soft_wrap=True, highlight=False, markup=False)
 
 
 @data_app.command("import")

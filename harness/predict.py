@@ -22,10 +22,15 @@ def resolve_version(path: Path) -> Path:
 
 
 def predict(
-    export_dir: Path, inputs: list[str], length: int = 200, temperature: float = 0.8
+    export_dir: Path,
+    inputs: list[str],
+    length: int = 200,
+    temperature: float = 0.8,
+    top: int = 1,
 ) -> list[dict[str, Any]]:
-    """Runs `serving_default` on image files or text lines (top class per input), or a
-    forecaster on CSV files (the forecast per target)."""
+    """Runs `serving_default` on image files, text lines or (sequence classifiers) `.npy` /
+    `.csv` files of sequences: the `top` classes per input; or a forecaster on CSV files (the
+    forecast per target), a language model on prompts, a seq2seq model on strings."""
     import numpy as np
     import tensorflow as tf
 
@@ -36,24 +41,21 @@ def predict(
         return _forecast(tf, version, manifest, inputs)
     if any(i["name"] == "length" for i in serving.get("inputs", [])):
         return _generate(tf, version, inputs, length, temperature)
-    batch = _load_inputs(tf, inputs, serving)
+    batch, labels = _load_inputs(tf, inputs, serving)
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     outputs = signature(**{serving.get("input", "inputs"): batch})
     if "decoded" in outputs:  # a sequence-to-sequence model: strings in, strings out
         decoded = [d.decode("utf-8", "replace") for d in outputs["decoded"].numpy()]
-        return [{"input": i, "decoded": d} for i, d in zip(_labels(inputs), decoded, strict=True)]
+        return [{"input": i, "decoded": d} for i, d in zip(labels, decoded, strict=True)]
     probs = np.asarray(next(iter(outputs.values())))
     names = manifest.get("data", {}).get("class_names") or []
     rows = []
-    for source, p in zip(_labels(inputs), probs, strict=True):
-        top = int(np.argmax(p))
-        rows.append(
-            {
-                "input": source,
-                "class": names[top] if top < len(names) else top,
-                "probability": float(p[top]),
-            }
-        )
+    for source, p in zip(labels, probs, strict=True):
+        best = [int(i) for i in np.argsort(-p, kind="stable")[:top]]
+        ranked = [
+            {"class": names[i] if i < len(names) else i, "probability": float(p[i])} for i in best
+        ]
+        rows.append({"input": source, **ranked[0], "top": ranked})
     return rows
 
 
@@ -130,17 +132,55 @@ def _text_lines(path: Path) -> list[str]:
 
 
 def _load_inputs(tf, inputs: list[str], serving: dict[str, Any]):
+    """The batch for the serving signature, and a name for each of its rows."""
     dtype = serving.get("input_dtype")
     if dtype == "string":
         texts: list[str] = []
         for item in inputs:
             path = Path(item)
             texts.extend(_text_lines(path) if path.suffix == ".txt" and path.is_file() else [item])
-        return tf.constant(texts)
+        return tf.constant(texts), _labels(inputs)
     if dtype == "uint8":
         shape = serving["input_shape"][1:]
-        return tf.stack([_image(tf, Path(item), shape) for item in inputs])
+        return tf.stack([_image(tf, Path(item), shape) for item in inputs]), list(inputs)
+    if dtype == "float32":
+        import numpy as np
+
+        shape = serving["input_shape"][1:]
+        parts = [_sequences(Path(item), shape) for item in inputs]
+        labels = [
+            item if len(rows) == 1 else f"{item}:{i}"
+            for item, rows in zip(inputs, parts, strict=True)
+            for i in range(1, len(rows) + 1)
+        ]
+        return tf.constant(np.concatenate(parts)), labels
     raise UserError(f"harness predict supports image and text models, not input {dtype!r}")
+
+
+def _sequences(path: Path, shape: list[int]):
+    """Sequences of `shape` (length, channels) from a `.npy` array (one sequence, or a batch
+    of them) or a `.csv` file (a row of length x channels numbers per sequence, no header)."""
+    import numpy as np
+
+    if not path.is_file() or path.suffix not in (".npy", ".csv"):
+        raise UserError(f"{path}: not a .npy or .csv file of sequences")
+    try:
+        if path.suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        else:
+            x = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as e:
+        raise UserError(f"{path}: not numbers ({str(e).splitlines()[0][:120]})") from None
+    size = int(np.prod(shape))
+    if x.dtype.kind not in "iuf" or x.size % size or x.size == 0:
+        raise UserError(
+            f"{path}: expected sequences of {shape[0]} steps x {shape[1]} channels "
+            f"({size} numbers each), got {x.dtype} array of shape {x.shape}"
+        )
+    x = x.reshape(-1, *shape).astype(np.float32)
+    if not np.isfinite(x).all():
+        raise UserError(f"{path}: holds values that are not finite numbers (NaN or inf)")
+    return x
 
 
 def _image(tf, path: Path, shape: list[int]):

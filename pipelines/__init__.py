@@ -12,6 +12,7 @@ PIPELINES.register("text_classification", "pipelines.text:TextClassificationPipe
 PIPELINES.register("time_series", "pipelines.timeseries:TimeSeriesPipeline")
 PIPELINES.register("char_lm", "pipelines.char_lm:CharLMPipeline")
 PIPELINES.register("seq2seq", "pipelines.seq2seq:Seq2SeqPipeline")
+PIPELINES.register("sequence_classification", "pipelines.sequence:SequenceClassificationPipeline")
 
 # Offline importers: a local copy of a dataset -> the TFDS layout under the data directory.
 IMPORTERS = Registry("offline importer")

@@ -75,6 +75,11 @@ def ensure_prepared(name: str, data_dir: Path, download: bool) -> None:
         return
     if not download:
         raise UserError(missing_message(name, data_dir))
+    import logging
+
+    # TFDS retries a failed request 10 times with back-off (~3 minutes offline), and urllib3
+    # logs a warning line for each retry over TFDS's own progress bars: the error says it once.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     try:
         b.download_and_prepare()
     except Exception as e:  # no network, server error, ...: the offline path is the answer

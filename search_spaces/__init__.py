@@ -15,3 +15,8 @@ SEARCH_SPACES.register("text_rnn", "search_spaces.text_rnn:TextRNN", options.TEX
 SEARCH_SPACES.register("forecaster", "search_spaces.forecaster:Forecaster", options.FORECASTER)
 SEARCH_SPACES.register("char_lm", "search_spaces.char_lm:CharLM", options.CHAR_LM)
 SEARCH_SPACES.register("seq2seq", "search_spaces.seq2seq:Seq2Seq", options.SEQ2SEQ)
+SEARCH_SPACES.register(
+    "sequence_classifier",
+    "search_spaces.sequence_classifier:SequenceClassifier",
+    options.SEQUENCE_CLASSIFIER,
+)

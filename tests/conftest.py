@@ -138,3 +138,16 @@ def tiny_job(tmp_path: Path, **sections) -> dict:
         else:
             job[key] = value
     return job
+
+
+# Whole modules that drive Ray clusters, `harness` subprocesses or shipped jobs end to end.
+SLOW_MODULES = {"test_scale_out.py", "test_jobs.py", "test_quickstart.py", "test_worker_memory.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks `slow` every test that starts Ray (it uses `ray_local`) or lives in a module of
+    end-to-end runs, so `pytest -m "not slow"` is the fast loop (the FakeExecutor's tests
+    cover the search loop there)."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()) or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

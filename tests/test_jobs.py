@@ -23,6 +23,7 @@ JOBS = [
     "imdb_rnn",
     "seq2seq_addition",
     "timeseries_lstm",
+    "signals_cnn",
 ]
 
 
@@ -32,15 +33,17 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
     overrides = [f"output_dir={tmp_path / 'job'}", "data.download=false", "export.retrain=true"]
     if name == "seq2seq_addition":  # generated pairs: nothing to download
         overrides.remove("data.download=false")
-    if name == "timeseries_lstm":
-        csv = tmp_path / "demo.csv"
-        subprocess.run(
-            [sys.executable, "benchmarks/make_demo_series.py", str(csv), "--hours", "600"],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
-        overrides = [f"output_dir={tmp_path / 'job'}", f"data.path={csv}"]
+    # Jobs on files: the demo data their comments tell users to generate.
+    demos = {
+        "signals_cnn": ("make_demo_signals.py", "signals.npz", ["--train", "500"], "data.arrays"),
+        "timeseries_lstm": ("make_demo_series.py", "demo.csv", ["--hours", "600"], "data.path"),
+    }
+    if name in demos:
+        script, filename, args, key = demos[name]
+        demo = tmp_path / filename
+        command = [sys.executable, f"benchmarks/{script}", str(demo), *args]
+        subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+        overrides = [f"output_dir={tmp_path / 'job'}", f"{key}={demo}"]
     spec = load_job(REPO / "jobs" / f"{name}.yaml", overrides, smoke=True)
     outcome = tune(spec, Console(quiet=True))
     records = JobDir(spec.job_dir()).trial_records()
@@ -55,9 +58,11 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
             JobDir(spec.job_dir()).export_dir / manifest["model_name"] / "1" / "saved_model.pb"
         ).exists()
     if name == "timeseries_lstm":
-        check_forecaster_export(spec, outcome.exported[0], csv, tmp_path)
+        check_forecaster_export(spec, outcome.exported[0], demo, tmp_path)
     if name == "char_lm":
         check_generator_export(outcome.exported[0])
+    if name == "signals_cnn":
+        check_sequence_export(outcome.exported[0], demo, tmp_path)
     if name == "gan_fashion_mnist":  # the generator ships: the data's labels do not describe it
         version = Path(outcome.exported[0]["path"])
         assert not (version / "labels.txt").exists()
@@ -75,6 +80,52 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
         assert answer[0] == "12+34" and set(answer[1] if len(answer) > 1 else "") <= set(
             "0123456789+"
         )
+
+
+def check_sequence_export(manifest, arrays, tmp_path):
+    """The SavedModel takes raw float sequences: in a process importing only TensorFlow and
+    NumPy, its accuracy on the scored test examples equals the manifest's; `harness predict`
+    reads a .npy of sequences and ranks the classes."""
+    import numpy as np
+
+    n = manifest["data"]["num_test"]
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "with np.load(sys.argv[2]) as f:\n"
+        "    x, y = f['x_test'][: int(sys.argv[3])], f['y_test'][: int(sys.argv[3])]\n"
+        "p = serve(inputs=tf.constant(x[..., None]))['probabilities'].numpy()\n"
+        "assert 'harness' not in sys.modules\n"
+        "print(float((p.argmax(1) == y).mean()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, manifest["path"], str(arrays), str(n)],
+        capture_output=True,
+        text=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    accuracy = float(out.stdout.strip().splitlines()[-1])
+    assert abs(accuracy - manifest["test_metrics"]["accuracy"]) <= 0.001
+    three = tmp_path / "three.npy"
+    with np.load(arrays) as f:
+        np.save(three, f["x_test"][:3])
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "predict", manifest["path"], str(three), "--top", "2"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    names = manifest["data"]["class_names"]
+    assert [line.split(": ")[0] for line in lines] == [f"{three}:{i}" for i in (1, 2, 3)]
+    for line in lines:  # two classes each, likeliest first
+        ranked = line.split(": ", 1)[1].split(", ")
+        assert len(ranked) == 2 and all(r.split(" (")[0] in names for r in ranked)
+        assert float(ranked[0].split("(")[1][:-1]) >= float(ranked[1].split("(")[1][:-1])
 
 
 def check_generator_export(manifest):

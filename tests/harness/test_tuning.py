@@ -67,7 +67,9 @@ def test_trials_on_ray_are_recorded(ray_local, tmp_path):
     # images), the second shows them itself: neither may change the batches it trains on.
     in_one_process = ray.remote(lambda requests: [run_trial(r) for r in requests])
     reruns = ray.get(
-        in_one_process.remote([request(records[1], "a"), request(records[0], "a"), request(records[0], "b")])
+        in_one_process.remote(
+            [request(records[1], "a"), request(records[0], "a"), request(records[0], "b")]
+        )
     )[1:]
     for where in ("a", "b"):
         assert (JobDir(tmp_path / where).tensorboard_dir / "examples" / ".claimed").exists()

@@ -112,3 +112,27 @@ def test_truncated_gzip_names_the_file(tmp_path):
     path.write_bytes(gzip.compress(b'{"split": "train"}\n' * 100)[:40])
     with pytest.raises(UserError, match=str(path)):
         import_dataset(IMPORTERS.get("imdb_reviews"), path, tmp_path / "tfds")
+
+
+def test_a_failed_download_is_one_error_naming_the_offline_import(tmp_path, monkeypatch, caplog):
+    """Offline, TFDS retries each request with back-off; urllib3 would log a warning line per
+    retry. The harness answers once, with the import command to run instead."""
+    import logging
+    import socket
+
+    from tensorflow_datasets.core.download import downloader
+
+    from pipelines.tfds_source import ensure_prepared
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)  # offline, even on a machine that is not
+    monkeypatch.setattr(downloader, "MAX_RETRIES", 2)  # TFDS's 10 take minutes
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(UserError) as error:
+            ensure_prepared("imdb_reviews", tmp_path, download=True)
+    message = str(error.value)
+    assert message.startswith("download failed (") and "\n" not in message
+    assert "harness data import imdb_reviews PATH/TO/imdb_reviews.jsonl.gz" in message
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]

@@ -1,0 +1,91 @@
+"""Sequence classification data: (N, L) and (N, L, C) float arrays, stratified validation,
+training statistics for the model's normalisation, and a one-line error for each bad file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.errors import UserError
+from pipelines.sequence import SequenceClassificationConfig, SequenceClassificationPipeline
+
+
+def write(path, n=200, shape=(16,), classes=3, **replace):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.normal(5.0, 2.0, (n, *shape)).astype(np.float32),
+        "y_train": np.arange(n) % classes,
+        "x_test": rng.normal(5.0, 2.0, (40, *shape)).astype(np.float32),
+        "y_test": np.arange(40) % classes,
+    }
+    arrays.update(replace)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def pipeline(path, **options):
+    config = SequenceClassificationConfig(arrays=str(path), batch_size=16, **options)
+    return SequenceClassificationPipeline(config)
+
+
+def test_one_channel_signals_are_described_split_by_class_and_batched(tmp_path):
+    p = pipeline(write(tmp_path / "s.npz"), validation_split=0.25)
+    meta = p.describe()
+    assert meta.input_shape == (16, 1) and meta.num_classes == 3
+    assert meta.class_names == ["0", "1", "2"]
+    assert (meta.num_train, meta.num_validation, meta.num_test) == (150, 50, 40)
+    _, y_val = p._parts["validation"]
+    assert np.bincount(y_val).tolist() in ([17, 17, 16], [17, 16, 17], [16, 17, 17])
+    x_train = p._parts["train"][0]
+    np.testing.assert_allclose(meta.extra["mean"], [x_train.mean()], rtol=1e-5)
+    np.testing.assert_allclose(meta.extra["variance"], [x_train.var()], rtol=1e-4)
+    x, y = next(iter(p.train_data().train))
+    assert x.shape == (16, 16, 1) and x.dtype.name == "float32" and y.dtype.name == "int64"
+    assert sum(int(b[1].shape[0]) for b in p.train_data().validation) == 50
+    assert sum(int(b[1].shape[0]) for b in p.test_data(batch_size=7)) == 40
+
+
+def test_channels_and_class_names_are_kept(tmp_path):
+    names = np.array(["walk", "run", "sit"])
+    p = pipeline(write(tmp_path / "s.npz", shape=(32, 3), class_names=names))
+    meta = p.describe()
+    assert meta.input_shape == (32, 3) and meta.class_names == ["walk", "run", "sit"]
+    assert len(meta.extra["mean"]) == 3 and len(meta.extra["variance"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        ({"x_train": None}, "missing array 'x_train'"),
+        ({"x_train": np.zeros((200, 2, 2, 2), np.float32)}, r"x_train must be \(N, L\) or"),
+        ({"x_test": np.zeros((40, 9), np.float32)}, r"x_train examples are \(16, 1\)"),
+        ({"y_train": np.arange(199) % 3}, "x_train has 200 examples but y_train 199"),
+        ({"x_train": np.array([["a"] * 16] * 200)}, "x_train must hold numbers"),
+        ({"y_test": np.full(40, 1.5)}, "y_test must hold integer class ids"),
+        ({"y_test": np.full(40, 3), "class_names": np.array(["a", "b", "c"])}, r"y_test\[0\] = 3"),
+    ],
+)
+def test_bad_arrays_are_one_line_naming_the_problem(tmp_path, replace, message):
+    with pytest.raises(UserError, match=message) as error:
+        pipeline(write(tmp_path / "s.npz", **replace)).check_available()
+    assert "\n" not in str(error.value) and str(tmp_path / "s.npz") in str(error.value)
+
+
+def test_a_nan_is_named_by_its_position(tmp_path):
+    x = np.ones((200, 16), np.float32)
+    x[7, 3] = np.nan
+    with pytest.raises(UserError, match=r"x_train\[7, 3\] = nan is not a finite number"):
+        pipeline(write(tmp_path / "s.npz", x_train=x)).check_available()
+
+
+def test_missing_and_corrupt_files_are_named(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        pipeline(tmp_path / "none.npz").check_available()
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(UserError, match="corrupt or truncated npz"):
+        pipeline(tmp_path / "bad.npz").check_available()
+
+
+def test_too_few_training_examples_for_a_batch(tmp_path):
+    with pytest.raises(UserError, match="fewer than data.batch_size=16"):
+        pipeline(write(tmp_path / "s.npz"), train_examples=12).check_available()
