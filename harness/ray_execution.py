@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class RayExecutor:
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise UserError(connect_error(self.address, e)) from None
         self._started_ray = True
+        reword_task_failures()
 
     def _check_fits(self) -> None:
         """A trial asking for more than any node has would wait forever: say so now."""
@@ -201,6 +203,49 @@ class RayExecutor:
     def _retire(self, index: int) -> None:
         _kill(self._slots[index].actor)
         self._slots[index] = _Slot()
+
+
+# What the raylet publishes when an actor task fails and Ray will run it again.
+_RETRY = re.compile(
+    r"Task \S+ failed\. There are (\d+) retries remaining, so the task will be retried\. "
+    r"Error: (.*)",
+    re.S,
+)
+
+
+def reword_task_failures() -> None:
+    """Ray's driver prints the raylet's task-failure notices on stdout, prefixed `(raylet)`:
+    when the harness stops a trial itself (time limit, pruning) the notice says it "will be
+    retried", which is false (the actor is killed for good, and the harness prints why). This
+    drops those, and words a real worker death (Ray then does run the trial again) as the
+    harness's other lines are. Other raylet messages pass as they are."""
+    from ray._private import worker as ray_worker
+
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "harness_reworded", False):
+        return
+
+    def printer(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            return original(data, ignore_prefix)
+        kept, reworded = [], []
+        for line in data.get("lines", []):
+            retry = _RETRY.match(line)
+            if retry is None:
+                kept.append(line)
+            elif "killed by `ray.kill`" not in retry.group(2):
+                error = retry.group(2).strip().splitlines()[0][:200]
+                reworded.append(
+                    f"a trial's worker died ({error}); Ray runs the trial again "
+                    f"({retry.group(1)} retries left)"
+                )
+        if kept:
+            original({**data, "lines": kept}, ignore_prefix)
+        if reworded:
+            original({**data, "lines": reworded}, True)
+
+    printer.harness_reworded = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = printer
 
 
 def _kill(actor) -> None:

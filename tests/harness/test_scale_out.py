@@ -106,9 +106,11 @@ def test_worker_killed_mid_trial_is_retried_and_job_completes(tmp_path, data_dir
     attempts = job_dir.trial_dir("0") / "attempts.jsonl"
     victim = json.loads(attempts.read_text().splitlines()[0])["pid"]
     os.kill(victim, signal.SIGKILL)
-    finish(proc)
+    out = finish(proc)
     records = job_dir.trial_records()
     assert [r["status"] for r in records] == ["COMPLETED", "COMPLETED"]
+    # Said in the harness's words, not Ray's "(raylet) Task TrialWorker.run failed ...".
+    assert "(raylet)" not in out and "a trial's worker died (" in out
     pids = [json.loads(line)["pid"] for line in attempts.read_text().splitlines()]
     assert len(pids) == 2 and pids[0] == victim and pids[1] != victim  # retried in a new worker
     assert records[0]["run"]["attempts"] == 2  # run.json counts Ray's retry
