@@ -56,7 +56,9 @@ def run_harness(
         trial = json.loads(
             (job_dir / "oracle" / f"trial_{path.parent.name}" / "trial.json").read_text()
         )
-        if trial.get("score") is not None and trial["status"] == "COMPLETED":
+        # Pruned trials count too (their best epoch's score), as every epoch of the
+        # baseline's trials does.
+        if trial.get("score") is not None and trial["status"] != "FAILED":
             points.append((run["ended"] - started, trial["score"]))
     manifests = sorted((job_dir / "export").glob("*/*/manifest.json"))
     test = json.loads(manifests[0].read_text())["test_metrics"] if manifests else {}
