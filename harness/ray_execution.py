@@ -213,12 +213,17 @@ _RETRY = re.compile(
 )
 
 
+# Its notice of the same death: a dozen lines of ids.
+_DIED = "A worker died or was killed while executing a task"
+
+
 def reword_task_failures() -> None:
     """Ray's driver prints the raylet's task-failure notices on stdout, prefixed `(raylet)`:
     when the harness stops a trial itself (time limit, pruning) the notice says it "will be
     retried", which is false (the actor is killed for good, and the harness prints why). This
     drops those, and words a real worker death (Ray then does run the trial again) as the
-    harness's other lines are. Other raylet messages pass as they are."""
+    harness's other lines are, in one line instead of Ray's dozen. Other raylet messages pass
+    as they are."""
     from ray._private import worker as ray_worker
 
     original = getattr(ray_worker, "print_to_stdstream", None)
@@ -231,6 +236,8 @@ def reword_task_failures() -> None:
         kept, reworded = [], []
         for line in data.get("lines", []):
             retry = _RETRY.match(line)
+            if line.startswith(_DIED):
+                continue  # said by the retry line, or by the trial's FAILED line
             if retry is None:
                 kept.append(line)
             elif "killed by `ray.kill`" not in retry.group(2):

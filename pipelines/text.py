@@ -255,7 +255,9 @@ class TextClassificationPipeline(Pipeline):
         if self.config.cache == "memory":
             train = train.cache()
         train = for_training(train, self.config, batch)
-        validation = self._eval_dataset(self.source.raw("validation"), batch, vectorizer)
+        validation = self._eval_dataset(
+            self.source.raw("validation"), batch, vectorizer, self._split_sizes()[1]
+        )
         return TrainData(train, validation, max(1, n_train // batch), batch)
 
     def train_and_validation_data(self, hp: Any = None, replicas: int = 1) -> TrainData:
@@ -270,18 +272,22 @@ class TextClassificationPipeline(Pipeline):
         train = for_training(examples, self.config, batch)
         return TrainData(train, None, max(1, (n_train + n_validation) // batch), batch)
 
-    def _eval_dataset(self, ds, batch: int, vectorizer=None):
+    def _eval_dataset(self, ds, batch: int, vectorizer=None, count: int | None = None):
         import tensorflow as tf
 
         if vectorizer is not None:
             ds = self._vectorized(ds, vectorizer)
+            # Unbatching loses the count, and Keras (3.15) warns "Your input ran out of data"
+            # at the end of every evaluation of a dataset whose length it does not know.
+            ds = ds.apply(tf.data.experimental.assert_cardinality(count))
         if self.config.cache == "memory":
             ds = ds.cache()
         return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
 
     def test_data(self, batch_size: int = 256, hp: Any = None):
         """Test batches of (ids, label), vectorized like training data for `hp`."""
-        return self._eval_dataset(self.source.raw("test"), batch_size, self.vectorizer(hp))
+        n_test = self._split_sizes()[2]
+        return self._eval_dataset(self.source.raw("test"), batch_size, self.vectorizer(hp), n_test)
 
     def example_inputs(self, count: int = 1) -> list[Any]:
         """The first test texts, as the raw strings the exported model takes."""

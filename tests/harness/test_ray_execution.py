@@ -37,6 +37,16 @@ def test_a_dead_worker_is_worded_as_the_harness_speaks(capsys):
     )
 
 
+def test_the_raylets_own_notice_of_a_death_is_left_to_the_harness(capsys):
+    reword_task_failures()
+    death = (
+        "A worker died or was killed while executing a task by an unexpected system error. "
+        "To troubleshoot the problem, check the logs for the dead worker. Lease ID: 0100"
+    )
+    ray_worker.print_to_stdstream(notice(death), ignore_prefix=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_other_raylet_messages_pass_unchanged(capsys):
     reword_task_failures()
     ray_worker.print_to_stdstream(notice("something else entirely"), ignore_prefix=False)

@@ -110,7 +110,7 @@ def test_worker_killed_mid_trial_is_retried_and_job_completes(tmp_path, data_dir
     records = job_dir.trial_records()
     assert [r["status"] for r in records] == ["COMPLETED", "COMPLETED"]
     # Said in the harness's words, not Ray's "(raylet) Task TrialWorker.run failed ...".
-    assert "(raylet)" not in out and "a trial's worker died (" in out
+    assert "(raylet)" not in out and "a trial's worker died (" in out, out
     pids = [json.loads(line)["pid"] for line in attempts.read_text().splitlines()]
     assert len(pids) == 2 and pids[0] == victim and pids[1] != victim  # retried in a new worker
     assert records[0]["run"]["attempts"] == 2  # run.json counts Ray's retry

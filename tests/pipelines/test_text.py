@@ -377,3 +377,33 @@ def test_real_imdb_reviews(tmp_path):
     assert pipeline.vectorizer().vocabulary_size() == 2000
     ids, labels = next(iter(pipeline.train_data().train))
     assert ids.shape == (32, 128) and labels.shape == (32,)
+
+
+def test_evaluation_data_has_its_length_so_keras_evaluates_without_warning(files):
+    """Keras warns "Your input ran out of data" after evaluating a dataset of unknown length
+    (which vectorizing in batches then unbatching makes): the console showed it at export."""
+    import warnings
+
+    import keras
+
+    pipeline = make(files, test_examples=10)
+    data = pipeline.train_data()
+    meta = pipeline.describe()
+    assert int(data.validation.cardinality()) == -(
+        -meta.num_validation // pipeline.config.batch_size
+    )
+    test = pipeline.test_data(4)
+    assert int(test.cardinality()) == 3 and sum(len(y) for _, y in test) == 10
+    model = keras.Sequential(
+        [
+            keras.Input(meta.input_shape),
+            keras.layers.Embedding(50, 2),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.evaluate(test, verbose=0)
+        model.evaluate(data.validation, verbose=0)
