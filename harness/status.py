@@ -33,7 +33,8 @@ def trial_rows(job_dir: JobDir) -> list[dict[str, Any]]:
             "status": status,
             "reason": reason,
             objective["name"]: t.get("score"),
-            "best_epoch": t["best_step"] + 1 if t.get("best_step") is not None else None,
+            # Keras Tuner leaves best_step at 0 for a trial without a score (a failed one).
+            "best_epoch": (t.get("best_step") or 0) + 1 if t.get("score") is not None else None,
             "epochs": epochs,
             "duration_s": run.get("duration_s"),
         }

@@ -155,6 +155,9 @@ def test_trial_time_limit_stops_and_fails_the_trial(tmp_path):
     outcome = loop.run()
     assert outcome.failed == 2 and executor.killed == ["0", "1"]
     assert "trial time limit of 0.05 s exceeded" in loop.oracle.trials["0"].message
+    row = {r["trial"]: r for r in trial_rows(loop.job_dir)}["0"]
+    assert row["status"] == "FAILED" and "trial time limit" in row["reason"]
+    assert row["val_accuracy"] is None and row["best_epoch"] is None  # no best epoch to name
 
 
 def test_interrupt_then_resume_runs_each_trial_once(tmp_path):
