@@ -154,7 +154,9 @@ def _load_inputs(tf, inputs: list[str], serving: dict[str, Any]):
             for i in range(1, len(rows) + 1)
         ]
         return tf.constant(np.concatenate(parts)), labels
-    raise UserError(f"harness predict supports image and text models, not input {dtype!r}")
+    raise UserError(
+        f"harness predict supports image, text and sequence models, not input {dtype!r}"
+    )
 
 
 def _sequences(path: Path, shape: list[int]):
@@ -169,8 +171,9 @@ def _sequences(path: Path, shape: list[int]):
             x = np.load(path, allow_pickle=False)
         else:
             x = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError as e:
-        raise UserError(f"{path}: not numbers ({str(e).splitlines()[0][:120]})") from None
+    except (ValueError, OSError, EOFError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable array of numbers ({first})") from None
     size = int(np.prod(shape))
     if x.dtype.kind not in "iuf" or x.size % size or x.size == 0:
         raise UserError(

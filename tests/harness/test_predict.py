@@ -1,0 +1,48 @@
+"""`harness predict`'s reading of sequence inputs (.npy / .csv): shapes, names, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.errors import UserError
+from harness.predict import _sequences
+
+SHAPE = [8, 2]  # the serving signature's (length, channels)
+
+
+def test_one_sequence_or_a_batch_from_npy_and_csv(tmp_path):
+    one = np.arange(16, dtype=np.float64).reshape(8, 2)
+    np.save(tmp_path / "one.npy", one)
+    np.save(tmp_path / "three.npy", np.stack([one] * 3))
+    np.savetxt(tmp_path / "rows.csv", np.stack([one.ravel()] * 2), delimiter=",")
+    got = _sequences(tmp_path / "one.npy", SHAPE)
+    assert got.shape == (1, 8, 2) and got.dtype == np.float32
+    np.testing.assert_array_equal(got[0], one)
+    assert _sequences(tmp_path / "three.npy", SHAPE).shape == (3, 8, 2)
+    rows = _sequences(tmp_path / "rows.csv", SHAPE)  # one flattened sequence per row
+    assert rows.shape == (2, 8, 2)
+    np.testing.assert_array_equal(rows[1], one)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("short.npy", np.zeros(15), r"expected sequences of 8 steps x 2 channels \(16 numbers"),
+        ("words.csv", "a,b,c\n", "not a readable array of numbers"),
+        ("nan.npy", np.full(16, np.nan), "not finite numbers"),
+        ("broken.npy", b"\x93NUMPY garbage", "not a readable array of numbers"),
+        ("seq.txt", "1,2,3", "not a .npy or .csv file"),
+    ],
+)
+def test_bad_inputs_are_one_line_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(UserError, match=message) as error:
+        _sequences(path, SHAPE)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
