@@ -15,8 +15,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-# How often, at most, a log file (not a terminal) gets a progress line while anything changes.
+# How often, at most, a log file (not a terminal) gets a progress line while anything changes;
+# and how long it waits before repeating an unchanged line (a long epoch: the job is alive).
 LOG_EVERY_S = 30.0
+HEARTBEAT_S = 120.0
 
 
 class JobProgress:
@@ -24,7 +26,8 @@ class JobProgress:
 
     Not on a terminal (a log file, a cluster scheduler, CI), there is no live bar: the same
     status is printed as a plain unwrapped line when it changes, at most every `LOG_EVERY_S`
-    seconds, and whenever the number of finished trials changes.
+    seconds, whenever the number of finished trials changes, and unchanged every `HEARTBEAT_S`
+    seconds (a long epoch).
     """
 
     def __init__(self, console: Console, total_trials: int, objective: str):
@@ -72,7 +75,8 @@ class JobProgress:
             return
         last_time, last_done, last_status = self._logged
         now = time.time()
-        if done != last_done or (status != last_status and now - last_time >= LOG_EVERY_S):
+        due = now - last_time >= (LOG_EVERY_S if status != last_status else HEARTBEAT_S)
+        if done != last_done or due:
             elapsed = time.strftime("%H:%M:%S", time.gmtime(now - self.started))
             self.console.print(
                 f"[{elapsed}] trials {done}/{self.total} | {status}",

@@ -25,11 +25,16 @@ def test_log_file_gets_unwrapped_lines_when_something_changes(monkeypatch):
         clock[0] += progress.LOG_EVERY_S
         bar.update(0, running, 0, None)  # changed since the last line and due: logged
         bar.update(0, running, 0, None)  # nothing new: not logged
+        clock[0] += progress.HEARTBEAT_S - 1
+        bar.update(0, running, 0, None)  # nothing new, not yet a heartbeat: not logged
+        clock[0] += 1
+        bar.update(0, running, 0, None)  # nothing new for HEARTBEAT_S: logged again
         bar.trial_line("trial 3 done val_accuracy=0.7000 fit 12.0s " + "lr=0.001 " * 10)
         bar.update(1, {}, 0, ("3", 0.7))  # a trial finished: logged at once
     lines = out.getvalue().splitlines()
-    assert len(lines) == 4, lines  # one line each, however narrow the console
+    assert len(lines) == 5, lines  # one line each, however narrow the console
     assert lines[0].startswith("[00:00:00] trials 0/5 | running 1") and "[3 ep 1/4" in lines[0]
     assert "[3 ep 2/4 val_accuracy=0.6000]" in lines[1]
-    assert lines[2].startswith("trial 3 done") and lines[2].endswith("lr=0.001 ")
-    assert "trials 1/5" in lines[3] and "best val_accuracy=0.7000 (trial 3)" in lines[3]
+    assert lines[2].startswith("[00:02:35]") and lines[2][10:] == lines[1][10:]  # heartbeat
+    assert lines[3].startswith("trial 3 done") and lines[3].endswith("lr=0.001 ")
+    assert "trials 1/5" in lines[4] and "best val_accuracy=0.7000 (trial 3)" in lines[4]
