@@ -80,7 +80,9 @@ def best_so_far(points: list[tuple[float, float]], maximize: bool = True) -> lis
     return curve
 
 
-def run_keras_tuner(job: Path, budget_s: float, out: Path, algorithm: str) -> dict:
+def run_keras_tuner(
+    job: Path, budget_s: float, out: Path, algorithm: str, extra: list[str] | None = None
+) -> dict:
     """The baseline: plain Keras Tuner `search` in this process, same space and data."""
     import keras
     import keras_tuner as kt
@@ -89,7 +91,7 @@ def run_keras_tuner(job: Path, budget_s: float, out: Path, algorithm: str) -> di
     from harness.space import job_space, make_hypermodel
     from pipelines import PIPELINES
 
-    spec = load_job(job)
+    spec = load_job(job, list(extra or []))  # the same overrides as the harness runs
     started = time.time()
     pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
     meta = pipeline.describe()
@@ -187,8 +189,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a job override for the harness runs, e.g. export.retrain=false to export the best "
-        "trial's own weights, as the baseline's best model is",
+        help="a job override for every run (data and space apply to the baseline too), e.g. "
+        "export.retrain=false to export the best trial's own weights, as the baseline's is",
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ def main() -> None:
         results.append(run_harness(args.job, args.budget_s, args.out, variant, args.set))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), flush=True)
     if args.baseline != "none":
-        results.append(run_keras_tuner(args.job, args.budget_s, args.out, args.baseline))
+        results.append(run_keras_tuner(args.job, args.budget_s, args.out, args.baseline, args.set))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), flush=True)
     (args.out / "curves.json").write_text(json.dumps(results, indent=2))
     plot(results, args.out / "curves.png", "validation objective")

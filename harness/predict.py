@@ -143,7 +143,7 @@ def _load_inputs(tf, inputs: list[str], serving: dict[str, Any]):
     if dtype == "uint8":
         shape = serving["input_shape"][1:]
         return tf.stack([_image(tf, Path(item), shape) for item in inputs]), list(inputs)
-    if dtype == "float32":
+    if dtype == "float32" and len(serving["input_shape"]) == 3:  # (batch, length, channels)
         import numpy as np
 
         shape = serving["input_shape"][1:]
@@ -155,7 +155,8 @@ def _load_inputs(tf, inputs: list[str], serving: dict[str, Any]):
         ]
         return tf.constant(np.concatenate(parts)), labels
     raise UserError(
-        f"harness predict supports image, text and sequence models, not input {dtype!r}"
+        "harness predict supports image, text and sequence models, not input "
+        f"{dtype} {serving.get('input_shape')}"
     )
 
 
@@ -174,13 +175,26 @@ def _sequences(path: Path, shape: list[int]):
     except (ValueError, OSError, EOFError) as e:
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a readable array of numbers ({first})") from None
-    size = int(np.prod(shape))
-    if x.dtype.kind not in "iuf" or x.size % size or x.size == 0:
-        raise UserError(
-            f"{path}: expected sequences of {shape[0]} steps x {shape[1]} channels "
-            f"({size} numbers each), got {x.dtype} array of shape {x.shape}"
+    length, channels = shape
+    if path.suffix == ".csv":  # a row per sequence: length x channels numbers, step by step
+        fits = x.shape[1] == length * channels
+        x = x.reshape(len(x), length, channels) if fits else x
+    else:  # (length, channels) or (n, length, channels); (length,) / (n, length) for 1 channel
+        if channels == 1 and x.shape[-1:] == (length,) and x.ndim <= 2:
+            x = x[..., None]
+        fits = x.shape[-2:] == (length, channels) and x.ndim in (2, 3)
+        x = x.reshape(-1, length, channels) if fits else x
+    if x.dtype.kind not in "iuf" or not fits or x.size == 0:
+        wanted = (
+            f"rows of {length * channels} numbers"
+            if path.suffix == ".csv"
+            else f"an array ({length}, {channels}) or (N, {length}, {channels})"
         )
-    x = x.reshape(-1, *shape).astype(np.float32)
+        raise UserError(
+            f"{path}: expected sequences of {length} steps x {channels} channels ({wanted}), "
+            f"got {x.dtype} array of shape {x.shape}"
+        )
+    x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise UserError(f"{path}: holds values that are not finite numbers (NaN or inf)")
     return x

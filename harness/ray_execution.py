@@ -207,7 +207,8 @@ class RayExecutor:
 
 # What the raylet publishes when an actor task fails and Ray will run it again.
 _RETRY = re.compile(
-    r"Task \S+ failed\. There are (\d+) retries remaining, so the task will be retried\. "
+    r"Task \S+ failed\. There are (\d+|infinite) (?:oom )?retries remaining, so the task will "
+    r"be retried\. "
     r"Error: (.*)",
     re.S,
 )
@@ -241,7 +242,7 @@ def reword_task_failures() -> None:
             if retry is None:
                 kept.append(line)
             elif "killed by `ray.kill`" not in retry.group(2):
-                error = retry.group(2).strip().splitlines()[0][:200]
+                error = (retry.group(2).strip().splitlines() or ["no reason given"])[0][:200]
                 reworded.append(
                     f"a trial's worker died ({error}); Ray runs the trial again "
                     f"({retry.group(1)} retries left)"

@@ -1,9 +1,11 @@
 """Sequence classification: 1-D signals and feature sequences from a `.npz` of float arrays.
 
 `x_train`/`x_test` are `(N, L)` (one channel) or `(N, L, C)` numbers: sensor traces, MNIST-1D,
-a tabular row per example as `(N, F)`; `y_train`/`y_test` integer class ids; an optional
+tabular rows as `(N, 1, F)` (one step of F channels, each normalised on its own);
+`y_train`/`y_test` integer class ids; an optional
 `class_names` array of strings. Every value must be finite. Validation takes
-`validation_split` of the training examples (per class with `stratify`, the default).
+`validation_split` of the training examples (per class with `stratify`, the default), after
+`train_examples` takes a seeded random subset.
 
 Values are not rescaled here: the training split's per-channel mean and variance go to the
 model (`DataMeta.extra`), whose first layer normalises, so an exported model takes raw values.
@@ -50,7 +52,13 @@ def load_sequence_arrays(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UserError(f"data.arrays: {path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy: one bare array
+            raise UserError(
+                f"{path}: not a dataset npz (one array of shape {loaded.shape}); save "
+                "x_train, y_train, x_test, y_test with numpy.savez"
+            )
+        with loaded as f:
             missing = [k for k in ARRAY_KEYS if k not in f.files]
             if missing:
                 raise UserError(
@@ -120,8 +128,16 @@ class SequenceClassificationPipeline(Pipeline):
             return x[..., None] if x.ndim == 2 else x
 
         x, y = shaped(a["x_train"]), a["y_train"].reshape(-1).astype(np.int64)
-        x, y = x[: c.train_examples], y[: c.train_examples]
+        if c.train_examples and c.train_examples < len(y):  # a random subset: files are often
+            keep = np.sort(np.random.default_rng(c.seed).permutation(len(y))[: c.train_examples])
+            x, y = x[keep], y[keep]  # sorted by class
         train, val = split_indices(y, c.validation_split, c.stratify, c.seed)
+        if not len(val):
+            raise UserError(
+                f"data: no validation examples: every class of the {len(y)} training examples "
+                "has one example (stratified splits keep it for training); use more data or "
+                "data.stratify: false"
+            )
         if len(train) < c.batch_size:
             raise UserError(
                 f"data: {len(train)} training examples after the validation split is fewer "

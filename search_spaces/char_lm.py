@@ -110,10 +110,13 @@ class GeneratedText(keras.callbacks.Callback):
 
         from pipelines.char_lm_generate import generator
 
+        if not self.prompts:  # a validation text without line starts to prompt from
+            return []
         if self._generate is None:  # the model is set once fit starts
             generate, self._tables = generator(
                 self.model, self.vocabulary, self.window, self.lowercase
             )
             self._generate = tf.function(generate)
-        out = self._generate(tf.constant(self.prompts), tf.constant(self.length), temperature)
+        prompts = tf.constant(self.prompts, tf.string)
+        out = self._generate(prompts, tf.constant(self.length), temperature)
         return [text.decode() for text in out["generated"].numpy()]

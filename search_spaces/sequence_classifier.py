@@ -6,7 +6,7 @@ per-channel mean and variance, from the pipeline, so exported models take raw va
   a max-pool, then a global average or max over time. The default point, 3 blocks of 64 filters
   with kernel 5 and batch norm, is the small CNN that 1-D benchmarks (MNIST-1D) start from;
 - "gru": a recurrent stack (GRU or LSTM, optionally bidirectional) read at the last step;
-- "mlp": the sequence flattened into dense layers, for tabular rows given as `(N, F)`.
+- "mlp": the sequence flattened into dense layers, for tabular rows given as `(N, 1, F)`.
 Shared levers: dropout before the softmax, optimizer, learning-rate schedule, weight decay,
 label smoothing (`search_spaces.base`).
 """

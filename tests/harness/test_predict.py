@@ -23,14 +23,19 @@ def test_one_sequence_or_a_batch_from_npy_and_csv(tmp_path):
     rows = _sequences(tmp_path / "rows.csv", SHAPE)  # one flattened sequence per row
     assert rows.shape == (2, 8, 2)
     np.testing.assert_array_equal(rows[1], one)
+    np.save(tmp_path / "mono.npy", np.arange(24.0).reshape(3, 8))  # one channel: (N, L)
+    assert _sequences(tmp_path / "mono.npy", [8, 1]).shape == (3, 8, 1)
 
 
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("short.npy", np.zeros(15), r"expected sequences of 8 steps x 2 channels \(16 numbers"),
+        ("short.npy", np.zeros(15), r"expected sequences of 8 steps x 2 channels \(an array"),
+        ("flat.npy", np.zeros(32), r"got float64 array of shape \(32,\)"),  # no guessing
+        ("swapped.npy", np.zeros((3, 2, 8)), r"got float64 array of shape \(3, 2, 8\)"),
+        ("wide.csv", "1,2,3,4\n", r"\(rows of 16 numbers\), got float64 array of shape \(1, 4\)"),
         ("words.csv", "a,b,c\n", "not a readable array of numbers"),
-        ("nan.npy", np.full(16, np.nan), "not finite numbers"),
+        ("nan.npy", np.full((8, 2), np.nan), "not finite numbers"),
         ("broken.npy", b"\x93NUMPY garbage", "not a readable array of numbers"),
         ("seq.txt", "1,2,3", "not a .npy or .csv file"),
     ],

@@ -37,6 +37,19 @@ def test_a_dead_worker_is_worded_as_the_harness_speaks(capsys):
     )
 
 
+def test_an_out_of_memory_retry_without_a_reason_is_worded_too(capsys):
+    reword_task_failures()
+    oom = (
+        "Task TrialWorker.run failed. There are infinite oom retries remaining, so the task "
+        "will be retried. Error: "
+    )
+    ray_worker.print_to_stdstream(notice(oom), ignore_prefix=False)
+    assert capsys.readouterr().out == (
+        "a trial's worker died (no reason given); "
+        "Ray runs the trial again (infinite retries left)\n"
+    )
+
+
 def test_the_raylets_own_notice_of_a_death_is_left_to_the_harness(capsys):
     reword_task_failures()
     death = (

@@ -89,3 +89,26 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
 def test_too_few_training_examples_for_a_batch(tmp_path):
     with pytest.raises(UserError, match="fewer than data.batch_size=16"):
         pipeline(write(tmp_path / "s.npz"), train_examples=12).check_available()
+
+
+def test_train_examples_is_a_random_subset_of_a_class_sorted_file(tmp_path):
+    y = np.repeat(np.arange(4), 50)  # sorted by class, as files often are
+    p = pipeline(write(tmp_path / "s.npz", y_train=y), train_examples=80, validation_split=0.25)
+    _, y_train = p._parts["train"]
+    assert p.describe().num_train + p.describe().num_validation == 80
+    assert set(np.unique(y_train)) == {0, 1, 2, 3}  # not the first 80 rows: classes 0 and 1
+
+
+def test_one_example_per_class_leaves_no_validation_and_says_so(tmp_path):
+    x = np.zeros((3, 16), np.float32)
+    path = write(tmp_path / "s.npz", x_train=x, y_train=np.arange(3))
+    with pytest.raises(UserError, match="no validation examples"):
+        SequenceClassificationPipeline(
+            SequenceClassificationConfig(arrays=str(path), batch_size=1)
+        ).check_available()
+
+
+def test_a_bare_npy_is_named_as_not_a_dataset(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((4, 16)))
+    with pytest.raises(UserError, match=r"not a dataset npz \(one array of shape \(4, 16\)\)"):
+        pipeline(tmp_path / "x.npy").check_available()

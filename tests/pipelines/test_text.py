@@ -404,6 +404,6 @@ def test_evaluation_data_has_its_length_so_keras_evaluates_without_warning(files
     )
     model.compile(loss="sparse_categorical_crossentropy")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message=".*ran out of data.*")
         model.evaluate(test, verbose=0)
         model.evaluate(data.validation, verbose=0)

@@ -54,7 +54,7 @@ def test_every_family_trains_a_step(family):
     assert np.isfinite(history.history["loss"][0])
 
 
-def test_a_single_feature_step_builds():  # tabular rows given as (N, F) become (F, 1)
+def test_tabular_rows_as_one_step_of_features_build():  # (N, 1, F): F channels, one step
     model = SequenceClassifier(meta(shape=(1, 5), mean=[0.0] * 5, variance=[1.0] * 5)).build(
         kt.HyperParameters()
     )
