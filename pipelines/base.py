@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 
 class PipelineConfig(BaseModel):
@@ -30,6 +30,26 @@ class PipelineConfig(BaseModel):
             if value:
                 return str(value) if key == "dataset" else f"{key} {value}"
         return self.pipeline
+
+
+class TrainingOrderConfig(PipelineConfig):
+    """The options of `for_training`, the order every pipeline's training data takes."""
+
+    batch_size: PositiveInt = 64
+    shuffle_buffer: PositiveInt = 10_000
+    seed: int = 0
+    deterministic: bool = False
+
+
+class LabelledSplitsConfig(TrainingOrderConfig):
+    """Classification from a train and a test split: validation is held out of train
+    (`split_indices`), and `train_examples`/`test_examples` take subsets for quick runs."""
+
+    validation_split: float = Field(0.1, gt=0.0, lt=1.0)
+    stratify: bool = False
+    train_examples: PositiveInt | None = None
+    test_examples: PositiveInt | None = None
+    cache: Literal["memory", "none"] = "memory"
 
 
 def check_default_among_choices(name: str, default: Any, choices: list | None) -> None:

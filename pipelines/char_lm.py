@@ -26,9 +26,9 @@ from pipelines import tfds_source
 from pipelines.base import (
     DataMeta,
     Pipeline,
-    PipelineConfig,
     Serving,
     TrainData,
+    TrainingOrderConfig,
     check_default_among_choices,
     declare_choice,
     for_training,
@@ -37,7 +37,7 @@ from pipelines.base import (
 OOV = "[UNK]"
 
 
-class CharLMConfig(PipelineConfig):
+class CharLMConfig(TrainingOrderConfig):
     """The job's `data:` section for `pipeline: char_lm`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -52,10 +52,6 @@ class CharLMConfig(PipelineConfig):
     sequence_length_choices: list[PositiveInt] | None = Field(None, min_length=1)
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.05, gt=0.0, lt=0.5)
-    batch_size: PositiveInt = 64
-    shuffle_buffer: PositiveInt = 10_000
-    seed: int = 0
-    deterministic: bool = False
     cache: Literal["memory", "none"] = "memory"
 
     @model_validator(mode="after")

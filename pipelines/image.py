@@ -15,15 +15,15 @@ import hashlib
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, PositiveInt, model_validator
+from pydantic import ConfigDict, PositiveInt, model_validator
 
 from harness_core.errors import UserError
 from pipelines import tfds_source
 from pipelines.augment import AugmentConfig
 from pipelines.base import (
     DataMeta,
+    LabelledSplitsConfig,
     Pipeline,
-    PipelineConfig,
     Serving,
     TrainData,
     for_training,
@@ -32,7 +32,7 @@ from pipelines.cache import cache_key, cached
 from pipelines.image_sources import ArrayImages, FolderImages, TfdsImages, split_indices
 
 
-class ImageClassificationConfig(PipelineConfig):
+class ImageClassificationConfig(LabelledSplitsConfig):
     """The `data:` section of an image classification job."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,17 +44,9 @@ class ImageClassificationConfig(PipelineConfig):
     image_size: tuple[PositiveInt, PositiveInt] | None = None
     data_dir: str | None = None
     download: bool = True
-    validation_split: float = Field(0.1, gt=0.0, lt=1.0)
     validation_examples: PositiveInt | None = None  # a count; overrides validation_split
-    stratify: bool = False
-    train_examples: PositiveInt | None = None
-    test_examples: PositiveInt | None = None
-    batch_size: PositiveInt = 64
     cache: Literal["memory", "disk", "none"] = "memory"
     cache_dir: str | None = None
-    shuffle_buffer: PositiveInt = 10_000
-    seed: int = 0
-    deterministic: bool = False
     augment: AugmentConfig = AugmentConfig()
     augment_strength_choices: list[float] | None = None
 

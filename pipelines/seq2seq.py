@@ -20,13 +20,13 @@ import numpy as np
 from pydantic import ConfigDict, Field, PositiveInt, model_validator
 
 from harness_core.errors import UserError
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
+from pipelines.base import DataMeta, Pipeline, Serving, TrainData, TrainingOrderConfig, for_training
 
 PAD, START, END, UNSEEN = 0, 1, 2, 3
 RESERVED = 4
 
 
-class Seq2SeqConfig(PipelineConfig):
+class Seq2SeqConfig(TrainingOrderConfig):
     """The job's `data:` section for `pipeline: seq2seq`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,10 +39,6 @@ class Seq2SeqConfig(PipelineConfig):
     train_examples: PositiveInt = 20_000  # generated tasks; files: the first ones (all if more)
     test_examples: PositiveInt = 2_000
     validation_split: float = Field(0.1, gt=0.0, lt=1.0)
-    batch_size: PositiveInt = 64
-    shuffle_buffer: PositiveInt = 10_000
-    seed: int = 0
-    deterministic: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> Seq2SeqConfig:

@@ -21,30 +21,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, PositiveInt
+from pydantic import ConfigDict
 
 from harness_core.errors import UserError
-from pipelines.base import DataMeta, Pipeline, PipelineConfig, Serving, TrainData, for_training
+from pipelines.base import (
+    DataMeta,
+    LabelledSplitsConfig,
+    Pipeline,
+    Serving,
+    TrainData,
+    for_training,
+)
 from pipelines.image_sources import check_labels, split_indices
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-class SequenceClassificationConfig(PipelineConfig):
+class SequenceClassificationConfig(LabelledSplitsConfig):
     """The `data:` section of a sequence classification job."""
 
     model_config = ConfigDict(extra="forbid")
     pipeline: Literal["sequence_classification"] = "sequence_classification"
     arrays: str
-    validation_split: float = Field(0.1, gt=0.0, lt=1.0)
     stratify: bool = True
-    train_examples: PositiveInt | None = None
-    test_examples: PositiveInt | None = None
-    batch_size: PositiveInt = 64
-    cache: Literal["memory", "none"] = "memory"
-    shuffle_buffer: PositiveInt = 10_000
-    seed: int = 0
-    deterministic: bool = False
 
 
 def load_sequence_arrays(path: Path) -> dict[str, np.ndarray]:

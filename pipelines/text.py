@@ -25,8 +25,8 @@ from harness_core.errors import UserError
 from pipelines import tfds_source
 from pipelines.base import (
     DataMeta,
+    LabelledSplitsConfig,
     Pipeline,
-    PipelineConfig,
     Serving,
     TrainData,
     check_default_among_choices,
@@ -61,7 +61,7 @@ class TextFiles(BaseModel):
         return path
 
 
-class TextClassificationConfig(PipelineConfig):
+class TextClassificationConfig(LabelledSplitsConfig):
     """The `data:` section of a text classification job: a TFDS `dataset` or user `files`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -84,14 +84,6 @@ class TextClassificationConfig(PipelineConfig):
     ngrams_choices: list[Literal[1, 2]] | None = Field(None, min_length=1)
     cache_dir: str | None = None
     validation_split: float = Field(0.2, gt=0.0, lt=1.0)
-    stratify: bool = False
-    train_examples: PositiveInt | None = None
-    test_examples: PositiveInt | None = None
-    batch_size: PositiveInt = 64
-    cache: Literal["memory", "none"] = "memory"
-    shuffle_buffer: PositiveInt = 10_000
-    seed: int = 0
-    deterministic: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -27,9 +27,9 @@ from harness_core.errors import UserError
 from pipelines.base import (
     DataMeta,
     Pipeline,
-    PipelineConfig,
     Serving,
     TrainData,
+    TrainingOrderConfig,
     check_default_among_choices,
     declare_choice,
     for_training,
@@ -38,7 +38,7 @@ from pipelines.base import (
 SPLITS = ("train", "validation", "test")
 
 
-class TimeSeriesConfig(PipelineConfig):
+class TimeSeriesConfig(TrainingOrderConfig):
     """The `data:` section of a time-series forecasting job."""
 
     model_config = ConfigDict(extra="forbid")
@@ -56,9 +56,6 @@ class TimeSeriesConfig(PipelineConfig):
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     batch_size: PositiveInt = 32
     cache: Literal["memory", "none"] = "memory"
-    shuffle_buffer: PositiveInt = 10_000
-    seed: int = 0
-    deterministic: bool = False
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TimeSeriesConfig:

@@ -187,6 +187,15 @@ def compile_classifier(model, hp: kt.HyperParameters, plan: TrainingPlan | None 
     )
 
 
+def softmax_classifier(inputs, x, num_classes: int, name: str, hp, plan: TrainingPlan | None):
+    """A classifier's end: the softmax over the classes (output `probs`, which exports and
+    summaries read), the model, compiled by `compile_classifier`."""
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    compile_classifier(model, hp, plan)
+    return model
+
+
 @keras.saving.register_keras_serializable(package="harness")
 class SparseCategoricalCrossentropyWithSmoothing(keras.losses.Loss):
     """Cross-entropy against smoothed one-hot targets, from sparse integer labels.

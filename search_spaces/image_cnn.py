@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras_tuner as kt
 
-from search_spaces.base import SearchSpace, build_branch, compile_classifier
+from search_spaces.base import SearchSpace, build_branch, softmax_classifier
 
 MAX_CONV_LAYERS = 5
 DEFAULT_FILTERS = (32, 64, 64, 128, 128)
@@ -39,10 +39,9 @@ class ImageCNN(SearchSpace):
             hp, "family", {"plain": lambda: self._conv_stack(hp, x), "vgg": lambda: _vgg(hp, x)}
         )
         x = self._head(hp, x)
-        outputs = layers.Dense(self.meta.num_classes, activation="softmax", name="probs")(x)
-        model = keras.Model(inputs, outputs, name="image_cnn")
-        compile_classifier(model, hp, self.training_plan)
-        return model
+        return softmax_classifier(
+            inputs, x, self.meta.num_classes, "image_cnn", hp, self.training_plan
+        )
 
     def _conv_stack(self, hp: kt.HyperParameters, x):
         from keras import layers

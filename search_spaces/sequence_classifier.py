@@ -18,7 +18,7 @@ import functools
 import keras_tuner as kt
 
 from pipelines.base import DataMeta
-from search_spaces.base import SearchSpace, build_branch, compile_classifier
+from search_spaces.base import SearchSpace, build_branch, softmax_classifier
 
 FAMILIES = ("conv1d", "gru", "mlp")
 
@@ -53,10 +53,8 @@ class SequenceClassifier(SearchSpace):
         rate = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.2)
         if rate > 0:
             x = layers.Dropout(rate)(x)
-        outputs = layers.Dense(self.meta.num_classes, activation="softmax", name="probs")(x)
-        model = keras.Model(inputs, outputs, name=f"sequence_{hp.get('family')}")
-        compile_classifier(model, hp, self.training_plan)
-        return model
+        name = f"sequence_{hp.get('family')}"
+        return softmax_classifier(inputs, x, self.meta.num_classes, name, hp, self.training_plan)
 
 
 def _conv1d_body(hp: kt.HyperParameters, x):

@@ -20,7 +20,7 @@ import keras_tuner as kt
 
 from harness_core.errors import UserError
 from pipelines.base import DataMeta
-from search_spaces.base import SearchSpace, build_branch, compile_classifier
+from search_spaces.base import SearchSpace, build_branch, softmax_classifier
 
 CELLS = ("simple_rnn", "lstm", "gru")
 HEADS = ("last", "max_pool", "avg_pool")
@@ -66,10 +66,8 @@ class TextRNN(SearchSpace):
         rate = hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5)
         if rate > 0:
             x = layers.Dropout(rate)(x)
-        outputs = layers.Dense(self.meta.num_classes, activation="softmax", name="probs")(x)
-        model = keras.Model(tokens, outputs, name=f"text_{family}")
-        compile_classifier(model, hp, self.training_plan)
-        return model
+        name = f"text_{family}"
+        return softmax_classifier(tokens, x, self.meta.num_classes, name, hp, self.training_plan)
 
     def _rnn_body(self, hp: kt.HyperParameters, x, tokens):
         """Stacked RNN, then its last output or a pooling of its outputs over time."""
