@@ -162,6 +162,7 @@ def plot(results: list[dict], path: Path, objective: str) -> None:
     for r in results:
         if r["curve"]:
             t, v = zip(*r["curve"], strict=True)
+            t, v = [*t, max(r["wall_s"], t[-1])], [*v, v[-1]]  # flat to the run's end
             ax.step([x / 60 for x in t], v, where="post", label=r["name"])
     ax.set_xlabel("wall time (minutes)")
     ax.set_ylabel(f"best {objective} so far")
