@@ -216,6 +216,12 @@ def model_card(manifest: dict[str, Any], has_example: bool, classifier: bool) ->
         "",
         f"**Test metrics** on {_scored(data)} of the test split of "
         f"`{data['dataset'] or data['pipeline']}` (scored once, at export): {tests}.",
+        *(
+            f"Baseline on the same examples, {name}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+            + "."
+            for name, scores in manifest.get("test_baselines", {}).items()
+        ),
         "",
         "## Serving",
         "",
@@ -309,6 +315,7 @@ def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> 
         "validation_metrics": _metrics_at(trial, best_step, validation=True),
         "training_metrics": _metrics_at(trial, best_step, validation=False),
         "test_metrics": {k: float(v) for k, v in test_metrics.items()},
+        "test_baselines": meta.baselines,  # trivial models' scores on the same test split
         "data": {
             "pipeline": spec.data.pipeline,
             "dataset": getattr(spec.data, "dataset", None),

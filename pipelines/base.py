@@ -80,6 +80,9 @@ class DataMeta:
     num_test: int
     fingerprint: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # Scores of a trivial model on the test split, by baseline and metric (a language model's
+    # {"unigram": {"bits_per_char": 4.4}}): what exported test metrics are read against.
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass

@@ -170,10 +170,10 @@ class CharLMPipeline(Pipeline):
             extra={
                 "vocabulary": self.vocabulary,
                 "sequence_length": length,
-                "unigram_bits_per_char": self.unigram_bits("test"),
                 "prompts": self.prompts(),
                 "lowercase": self.config.lowercase,
             },
+            baselines={"unigram": {"bits_per_char": self.unigram_bits("test")}},
         )
 
     def unigram_bits(self, part: str) -> float:

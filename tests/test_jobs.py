@@ -130,7 +130,7 @@ def check_sequence_export(manifest, arrays, tmp_path):
 
 def check_generator_export(manifest):
     """The LM's SavedModel writes text from a raw prompt in a process with only TensorFlow;
-    `harness predict` continues a prompt."""
+    `harness predict` continues a prompt; the unigram baseline is in the manifest and card."""
     script = (
         "import sys, tensorflow as tf\n"
         "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
@@ -166,6 +166,11 @@ def check_generator_export(manifest):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("The film") and len(result.stdout.rstrip("\n")) >= 38
+    # Bits per character are read against the unigram model of the same test text.
+    unigram = manifest["test_baselines"]["unigram"]["bits_per_char"]
+    assert 2.0 < unigram < 7.0  # English characters: ~4.4 bits each
+    card = (Path(manifest["path"]) / "README.md").read_text()
+    assert f"Baseline on the same examples, unigram: bits_per_char {unigram:.4f}." in card
 
 
 def check_forecaster_export(spec, manifest, csv_path, tmp_path):

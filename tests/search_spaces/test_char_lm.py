@@ -44,7 +44,7 @@ def test_parts_vocabulary_and_shifted_targets(corpus):
     np.testing.assert_array_equal(x.numpy()[:, 1:], y.numpy()[:, :-1])  # next character
     test_ids = np.concatenate([y.numpy().ravel() for _, y in p.test_data()])
     assert 0 in test_ids  # unseen characters map to index 0
-    assert 0 < meta.extra["unigram_bits_per_char"] < np.log2(meta.num_classes) + 1
+    assert 0 < meta.baselines["unigram"]["bits_per_char"] < np.log2(meta.num_classes) + 1
     assert meta.extra["prompts"] and all(meta.extra["prompts"])
 
 
