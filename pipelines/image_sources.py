@@ -298,4 +298,22 @@ def split_indices(
         n = len(members)
         n_val = min(max(1, round(n * fraction)), n - 1)  # 0 for a single example
         taken[members[:n_val]] = True
+    if not taken.any():
+        raise UserError(
+            f"data: no validation examples: every class of the {len(labels)} training examples "
+            "has one example (stratified splits keep it for training); use more data or "
+            "data.stratify: false"
+        )
     return order[~taken], order[taken]
+
+
+def split_train(labels: np.ndarray, config: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) row indices into `labels`: a seeded shuffle, the `train_examples`
+    subset (random: files are often sorted by class), then the validation share by
+    `split_indices`. `config` is a `LabelledSplitsConfig`."""
+    order = np.random.default_rng(config.seed).permutation(len(labels))[: config.train_examples]
+    train, validation = split_indices(
+        labels[order], config.validation_split, config.stratify, config.seed
+    )
+    # Shuffled order (not class-sorted), so a small shuffle buffer still mixes classes.
+    return order[train], order[validation]

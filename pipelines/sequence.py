@@ -32,7 +32,7 @@ from pipelines.base import (
     TrainData,
     for_training,
 )
-from pipelines.image_sources import check_labels, split_indices
+from pipelines.image_sources import check_labels, split_train
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -127,16 +127,7 @@ class SequenceClassificationPipeline(Pipeline):
             return x[..., None] if x.ndim == 2 else x
 
         x, y = shaped(a["x_train"]), a["y_train"].reshape(-1).astype(np.int64)
-        if c.train_examples and c.train_examples < len(y):  # a random subset: files are often
-            keep = np.sort(np.random.default_rng(c.seed).permutation(len(y))[: c.train_examples])
-            x, y = x[keep], y[keep]  # sorted by class
-        train, val = split_indices(y, c.validation_split, c.stratify, c.seed)
-        if not len(val):
-            raise UserError(
-                f"data: no validation examples: every class of the {len(y)} training examples "
-                "has one example (stratified splits keep it for training); use more data or "
-                "data.stratify: false"
-            )
+        train, val = split_train(y, c)
         if len(train) < c.batch_size:
             raise UserError(
                 f"data: {len(train)} training examples after the validation split is fewer "

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness_core.errors import UserError
 from pipelines import tfds_source
-from pipelines.image_sources import split_indices
+from pipelines.image_sources import split_train
 from pipelines.text_files import Rows, read_rows
 
 if TYPE_CHECKING:
@@ -172,19 +172,6 @@ class FileTexts:
 
     def default_cache_dir(self) -> Path:
         return self.train_path.parent / ".harness_cache"
-
-
-def split_train(
-    labels: np.ndarray, config: TextClassificationConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices: a seeded shuffle, the `train_examples` subset, then
-    the validation share by the pipelines' one split (`image_sources.split_indices`)."""
-    order = np.random.default_rng(config.seed).permutation(len(labels))[: config.train_examples]
-    train, validation = split_indices(
-        labels[order], config.validation_split, config.stratify, config.seed
-    )
-    # Shuffled order (not class-sorted), so a small shuffle buffer still mixes classes.
-    return order[train], order[validation]
 
 
 def _is_int_label(label: int | str) -> bool:

@@ -210,3 +210,5 @@ def test_the_one_split_shared_by_the_pipelines():
     assert len(val) == 20 and not set(train) & set(val)
     _, tiny = split_indices(np.array([0, 1]), 0.01, stratify=False, seed=0)
     assert len(tiny) == 1  # never an empty validation set
+    with pytest.raises(UserError, match="no validation examples"):  # stratified, all singletons
+        split_indices(np.array([0, 1, 2]), 0.5, stratify=True, seed=0)
