@@ -12,6 +12,7 @@ TensorBoard callback writes in `train/` and `validation/` of each trial's run.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +20,41 @@ import keras_tuner as kt
 
 from harness.job import JobSpec
 
+# Integer hyperparameters go to TensorBoard as text: its front end prints every number with five
+# significant digits (64 reads "64.000"), text as it is. A domain lists at most this many values.
+MAX_LISTED_INTEGERS = 100
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shown(value: Any) -> Any:
+    """A hyperparameter value as the dashboard gets it: integers as text, the rest as is."""
+    return str(value) if _is_integer(value) else value
+
 
 def _domain(h) -> Any:
+    """The dashboard's domain of a Keras Tuner hyperparameter; integers as text values (None for
+    a range too long to list: the dashboard then lists the values trials used)."""
     from tensorboard.plugins.hparams import api as hp_api
 
     kind = type(h).__name__
+    if kind == "Int":
+        values = [int(v) for v in itertools.islice(h.values, MAX_LISTED_INTEGERS + 1)]
+        if len(values) > MAX_LISTED_INTEGERS:
+            return None
+        return hp_api.Discrete([str(v) for v in values])
     if kind == "Choice":
-        return hp_api.Discrete(list(h.values))
+        values = list(h.values)
+        if all(_is_integer(v) for v in values):
+            return hp_api.Discrete([str(v) for v in values])
+        return hp_api.Discrete(values)
     if kind == "Boolean":
         return hp_api.Discrete([False, True])
-    if kind == "Int":
-        return hp_api.IntInterval(int(h.min_value), int(h.max_value))
     if kind == "Float":
         return hp_api.RealInterval(float(h.min_value), float(h.max_value))
-    return hp_api.Discrete([h.value])  # Fixed
+    return hp_api.Discrete([shown(h.value)])  # Fixed
 
 
 def best_tag(spec: JobSpec) -> str:
@@ -82,7 +104,7 @@ def write_trial(board: Path, trial_id: str, values: dict[str, Any]) -> None:
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp_api
 
-    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    values = {k: shown(v) for k, v in values.items() if not k.startswith("tuner/")}
     with tf.summary.create_file_writer(str(board)).as_default():
         hp_api.hparams(values, trial_id=f"trial_{trial_id}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -142,12 +143,31 @@ def tiny_job(tmp_path: Path, **sections) -> dict:
 
 # Whole modules that drive Ray clusters, `harness` subprocesses or shipped jobs end to end.
 SLOW_MODULES = {"test_scale_out.py", "test_jobs.py", "test_quickstart.py", "test_worker_memory.py"}
+# Search-space tests that build and train real models (a step, an epoch, a SavedModel round trip).
+TRAINS = re.compile(r"train|fit|reload|saved_model|builds|discovers")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Marks `slow` every test that starts Ray (it uses `ray_local`) or lives in a module of
-    end-to-end runs, so `pytest -m "not slow"` is the fast loop (the FakeExecutor's tests
-    cover the search loop there)."""
+    """Marks `slow` every test that starts Ray (it uses `ray_local`), lives in a module of
+    end-to-end runs or trains a search space's models, so `pytest -m "not slow"` is the fast
+    loop (the FakeExecutor's tests cover the search loop there)."""
     for item in items:
-        if "ray_local" in getattr(item, "fixturenames", ()) or item.path.name in SLOW_MODULES:
+        if (
+            "ray_local" in getattr(item, "fixturenames", ())
+            or item.path.name in SLOW_MODULES
+            or (item.path.parent.name == "search_spaces" and TRAINS.search(item.name))
+        ):
             item.add_marker(pytest.mark.slow)
+    longest_first(items)
+
+
+def longest_first(items) -> None:
+    """Orders the modules with the most slow tests first (a module's tests stay together, in
+    their order, so module fixtures are set up once). xdist's `worksteal` gives each process a
+    contiguous half of this list and an idle process takes the far end of the other's queue,
+    so the run ends on short tests instead of waiting on one long test started last."""
+    weight: dict[Path, int] = {}
+    for item in items:
+        cost = 30 if item.get_closest_marker("slow") else 1
+        weight[item.path] = weight.get(item.path, 0) + cost
+    items.sort(key=lambda item: -weight[item.path])  # stable: the order within a module stays

@@ -81,6 +81,7 @@ def test_help_explains_each_command():
         assert "Usage:" in result.output
 
 
+@pytest.mark.slow
 def test_bad_job_file_is_one_line_and_exit_2(tmp_path):
     job = tiny_job(tmp_path, tuner={"algorithm": "bayes"})
     path = tmp_path / "bad.yaml"
@@ -93,11 +94,13 @@ def test_bad_job_file_is_one_line_and_exit_2(tmp_path):
     assert "tuner.algorithm" in lines[0] and "'bayes'" in lines[0]
 
 
+@pytest.mark.slow
 def test_bad_override_is_reported(tmp_path):
     result = harness("validate", "jobs/quickstart.yaml", "--set", "tuner.max_trials=-1")
     assert result.returncode == 2 and "tuner.max_trials" in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_offline_dataset_says_what_to_import(tmp_path):
     job = tiny_job(tmp_path)
     path = tmp_path / "job.yaml"
@@ -108,6 +111,7 @@ def test_missing_offline_dataset_says_what_to_import(tmp_path):
     assert "fashion_mnist.npz" in result.stderr
 
 
+@pytest.mark.slow
 def test_data_import_of_missing_or_corrupt_file(tmp_path):
     result = harness(
         "data", "import", "fashion_mnist", str(tmp_path / "nope.npz"), "--data-dir", str(tmp_path)
@@ -120,11 +124,13 @@ def test_data_import_of_missing_or_corrupt_file(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_unknown_importer_lists_known(tmp_path):
     result = harness("data", "import", "fashion", str(tmp_path / "x.npz"))
     assert result.returncode == 2 and "fashion_mnist" in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_job_in_a_clean_environment_is_one_line(tmp_path, entry_point):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(tiny_job(tmp_path, tuner={"algorithm": "bayes"})))
@@ -134,6 +140,7 @@ def test_bad_job_in_a_clean_environment_is_one_line(tmp_path, entry_point):
     assert result.stderr.startswith("error: ") and "tuner.algorithm" in result.stderr
 
 
+@pytest.mark.slow
 def test_validate_in_a_clean_environment_prints_no_tensorflow_lines(tmp_path, entry_point):
     result = run_clean([*entry_point, "validate", "jobs/quickstart.yaml"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -144,24 +151,27 @@ def test_validate_in_a_clean_environment_prints_no_tensorflow_lines(tmp_path, en
 VALIDATE_IN_PROCESS = """
 import sys
 from harness.cli import app
-app(["validate", "--no-space", *{args!r}], standalone_mode=False)
+for args in {runs!r}:
+    app(["validate", "--no-space", *args], standalone_mode=False)
 print("heavy modules:", [m for m in ("tensorflow", "keras") if m in sys.modules])
 """
 SHIPPED_JOBS = sorted(str(p.relative_to(REPO)) for p in (REPO / "jobs").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("smoke", [False, True], ids=["full", "smoke"])
-@pytest.mark.parametrize("job", SHIPPED_JOBS)
-def test_validate_does_not_import_tensorflow(tmp_path, job, smoke):
+@pytest.mark.slow
+def test_validate_does_not_import_tensorflow(tmp_path):
     # Importing TensorFlow costs seconds and prints its C++ start-up lines; validation of the
     # schemas (all of it but the space check of pinned values) must not, so a module-level TF
-    # import anywhere on its path shows up here.
-    args = [job, "--smoke"] if smoke else [job]
-    result = run_clean([sys.executable, "-c", VALIDATE_IN_PROCESS.format(args=args)], tmp_path)
+    # import anywhere on its path shows up here. Every shipped job, full and smoke, in one
+    # fresh process.
+    runs = [[job, *smoke] for job in SHIPPED_JOBS for smoke in ([], ["--smoke"])]
+    result = run_clean([sys.executable, "-c", VALIDATE_IN_PROCESS.format(runs=runs)], tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.count("is a valid job") == len(runs) == 2 * len(SHIPPED_JOBS) > 2
     assert "heavy modules: []" in result.stdout, result.stdout
 
 
+@pytest.mark.slow
 def test_data_import_of_missing_file_in_a_clean_environment_is_one_line(tmp_path, entry_point):
     missing = tmp_path / "nope.npz"
     command = [*entry_point, "data", "import", "fashion_mnist", str(missing)]
@@ -172,6 +182,7 @@ def test_data_import_of_missing_file_in_a_clean_environment_is_one_line(tmp_path
     ]
 
 
+@pytest.mark.slow
 def test_filter_drops_tensorflow_lines_and_keeps_tracebacks(tmp_path):
     code = textwrap.dedent("""
         from harness import quiet
@@ -187,6 +198,7 @@ def test_filter_drops_tensorflow_lines_and_keeps_tracebacks(tmp_path):
     assert result.stderr.rstrip().endswith("ValueError: a real bug")
 
 
+@pytest.mark.slow
 def test_filter_forwards_last_words_before_a_crash(tmp_path):
     code = textwrap.dedent("""
         import os, sys
@@ -206,6 +218,7 @@ def test_filter_forwards_last_words_before_a_crash(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_filter_keeps_an_unfinished_last_line(tmp_path):
     code = "from harness import quiet; quiet.install(); import sys; sys.stderr.write('no newline')"
     result = run_clean([sys.executable, "-c", code], tmp_path)
@@ -318,6 +331,7 @@ BAD_JOBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_JOBS))
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, case):
     sections, expected = BAD_JOBS[case]
@@ -332,6 +346,7 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, case):
     assert result.stderr.startswith(f"error: {path}") and expected in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "space, expected",
     [
@@ -351,6 +366,7 @@ def test_validate_checks_pinned_values_against_the_space(tmp_path, data_dir, spa
     assert result.stderr.startswith(f"error: {path}: ") and expected in result.stderr
 
 
+@pytest.mark.slow
 def test_installed_command_imports_a_search_space_from_the_current_directory(tmp_path):
     package = tmp_path / "mypkg"
     package.mkdir()
@@ -373,6 +389,7 @@ def test_installed_command_imports_a_search_space_from_the_current_directory(tmp
     assert "is a valid job" in result.stdout
 
 
+@pytest.mark.slow
 def test_export_is_refused_while_the_job_directory_is_in_use(tmp_path):
     from harness.jobdir import JobDir
 

@@ -225,20 +225,23 @@ def test_each_oracle_drives_the_loop_to_its_end(tmp_path, algorithm):
     strict_json_everywhere(loop.job_dir.root)
 
 
-def test_status_reads_the_job_directory_and_marks_best_and_pruned(tmp_path):
-    import os
-    import subprocess
-    import sys
+def run_command(monkeypatch, *args: str):
+    """`harness ARGS` in this process (the CLI's own subprocess tests are in test_cli.py),
+    printing to a 250-column console; returns typer's result (exit_code, stdout)."""
+    from rich.console import Console
+    from typer.testing import CliRunner
 
+    from harness import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=250))
+    return CliRunner().invoke(cli.app, list(args))
+
+
+def test_status_reads_the_job_directory_and_marks_best_and_pruned(tmp_path, monkeypatch):
     loop, _ = make_loop(tmp_path, climb, max_trials=8, pruning={"rule": "asha"})
     outcome = loop.run()
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "status", str(loop.job_dir.root)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "250"},
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_command(monkeypatch, "status", str(loop.job_dir.root))
+    assert result.exit_code == 0, result.output
     assert f"{outcome.best[0]} ★ best" in result.stdout
     assert "PRUNED (after 1 epochs: ASHA" in result.stdout
     assert f"{outcome.completed} completed" in result.stdout
@@ -255,19 +258,11 @@ def test_status_reads_the_job_directory_and_marks_best_and_pruned(tmp_path):
         )
         assert row["best_epoch"] == trial.best_step + 1
         assert row["status"] == ("PRUNED" if trial.message else "COMPLETED")
-    csv_out = subprocess.run(
-        [sys.executable, "-m", "harness", "status", str(loop.job_dir.root), "--format", "csv"],
-        capture_output=True,
-        text=True,
-    )
+    csv_out = run_command(monkeypatch, "status", str(loop.job_dir.root), "--format", "csv")
     header, *lines = csv_out.stdout.splitlines()
     assert header.startswith("trial,best,status,reason,val_accuracy,best_epoch,epochs,duration_s")
     assert len(lines) == len(rows) and "quality" in header.split(",")
-    as_json = subprocess.run(
-        [sys.executable, "-m", "harness", "status", str(loop.job_dir.root), "--format", "json"],
-        capture_output=True,
-        text=True,
-    )
+    as_json = run_command(monkeypatch, "status", str(loop.job_dir.root), "--format", "json")
     assert json.loads(as_json.stdout) == json.loads(json.dumps(list(rows.values())))
 
 
@@ -375,10 +370,7 @@ def test_status_reports_each_family_best_apart(tmp_path):
         assert loop.oracle.trials[trial_id].hyperparameters.values["family"] == family
 
 
-def test_search_plot_from_the_job_directory(tmp_path):
-    import subprocess
-    import sys
-
+def test_search_plot_from_the_job_directory(tmp_path, monkeypatch):
     import matplotlib.image
 
     from harness.plots import best_so_far
@@ -389,12 +381,8 @@ def test_search_plot_from_the_job_directory(tmp_path):
     times, best = best_so_far(records, "max")
     assert best == sorted(best) and best[-1] == outcome.best[1]  # a best-so-far curve
     assert times == sorted(times) and times[0] >= 0
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "plot", str(loop.job_dir.root)],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_command(monkeypatch, "plot", str(loop.job_dir.root))
+    assert result.exit_code == 0, result.output
     png = loop.job_dir.root / "search.png"
     assert f"wrote {png}" in result.stdout
     assert matplotlib.image.imread(png).shape[:2] == (450, 1200)

@@ -65,9 +65,14 @@ def test_every_trial_is_in_the_hparams_data(finished_job):
     assert set(sessions) == set(records)  # runs named for people; failed trial included
     for run, hparams in sessions.items():
         values = records[run]["hyperparameters"]["values"]
-        assert {k: value_of(v) for k, v in hparams.items()} == pytest.approx(values)
+        # Integers as text, so the dashboard shows 16, not 16.000; the rest as numbers.
+        expected = {k: str(v) if type(v) is int else v for k, v in values.items()}
+        assert {k: value_of(v) for k, v in hparams.items()} == pytest.approx(expected)
+        assert value_of(hparams["filters_0"]) == "16" and value_of(hparams["dropout"]) == 0.0
     experiment = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)["."]
     config = metadata.parse_experiment_plugin_data(experiment[metadata.EXPERIMENT_TAG])
+    domains = {h.name: [value_of(v) for v in h.domain_discrete.values] for h in config.hparam_infos}
+    assert domains["filters_0"] == ["16"] and domains["learning_rate"] == [0.003]
     assert {h.name for h in config.hparam_infos} >= set(PINNED_CNN) | {"explode"}
     # Tuned before pinned: TensorBoard shows the first 5 at first.
     names = [h.name for h in config.hparam_infos]
@@ -179,3 +184,28 @@ def test_tflite_gives_the_same_top_class(finished_job):
     runner = interpreter.get_signature_runner("serving_default")
     lite = np.concatenate([runner(image=images[i : i + 1])["probabilities"] for i in range(4)])
     assert (lite.argmax(axis=1) == served.argmax(axis=1)).all()
+
+
+def test_integer_domains_are_text():
+    import keras_tuner as kt
+
+    from harness.hparams import MAX_LISTED_INTEGERS, _domain
+
+    hps = kt.HyperParameters()
+    hps.Int("layers", 1, 3)
+    hps.Int("width", 2, 64, step=2, sampling="log")
+    hps.Int("seed", 0, MAX_LISTED_INTEGERS)  # one value too many to list
+    hps.Choice("units", [256, 64, 128])
+    hps.Choice("act", ["relu", "gelu"])
+    hps.Float("lr", 1e-4, 1e-2, sampling="log")
+    hps.Boolean("bn")
+    hps.Fixed("blocks", 3)
+    domains = {h.name: _domain(h) for h in hps.space}
+    # TensorBoard keeps a text domain sorted as text.
+    assert domains["layers"].values == ["1", "2", "3"]
+    assert domains["width"].values == sorted(["2", "4", "8", "16", "32", "64"])
+    assert domains["seed"] is None  # the dashboard then lists the values trials used
+    assert domains["units"].values == ["128", "256", "64"]
+    assert domains["act"].values == ["gelu", "relu"]
+    assert (domains["lr"].min_value, domains["lr"].max_value) == (1e-4, 1e-2)
+    assert domains["bn"].values == [False, True] and domains["blocks"].values == ["3"]
