@@ -158,16 +158,3 @@ def pytest_collection_modifyitems(config, items):
             or (item.path.parent.name == "search_spaces" and TRAINS.search(item.name))
         ):
             item.add_marker(pytest.mark.slow)
-    longest_first(items)
-
-
-def longest_first(items) -> None:
-    """Orders the modules with the most slow tests first (a module's tests stay together, in
-    their order, so module fixtures are set up once). xdist's `worksteal` gives each process a
-    contiguous half of this list and an idle process takes the far end of the other's queue,
-    so the run ends on short tests instead of waiting on one long test started last."""
-    weight: dict[Path, int] = {}
-    for item in items:
-        cost = 30 if item.get_closest_marker("slow") else 1
-        weight[item.path] = weight.get(item.path, 0) + cost
-    items.sort(key=lambda item: -weight[item.path])  # stable: the order within a module stays
