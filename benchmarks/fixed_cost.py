@@ -97,6 +97,10 @@ def summarize(job_dir: Path) -> dict:
         "fixed_cost_s_p90": float(np.percentile(fixed, 90)),
         "fixed_cost_first100_median": statistics.median(first),
         "fixed_cost_last100_median": statistics.median(last),
+        "fixed_cost_last_vs_first100": statistics.median(last) / statistics.median(first),
+        # The whole per-trial cost (driver: submitted -> recorded), fit included.
+        "duration_s_first100_median": statistics.median(r["duration_s"] for r in done[:100]),
+        "duration_s_last100_median": statistics.median(r["duration_s"] for r in done[-100:]),
         "worker_processes": len(by_pid),
         "worker_rss_mb_per_trial": worker_slopes,
         "driver_rss_mb_first_last": [done[0]["driver_rss_mb"], done[-1]["driver_rss_mb"]],

@@ -30,7 +30,12 @@ sys.path.insert(0, str(REPO))
 ORACLE_OVERRIDES = {
     "job": [],
     "random": ["tuner.algorithm=random", "tuner.pruning.rule=none"],
-    "bayesian": ["tuner.algorithm=bayesian", "tuner.pruning.rule=none"],
+    # A short budget holds few trials: 4 random draws, then the Gaussian process proposes.
+    "bayesian": [
+        "tuner.algorithm=bayesian",
+        "tuner.pruning.rule=none",
+        "tuner.bayesian_initial_points=4",
+    ],
     "hyperband": ["tuner.algorithm=hyperband", "tuner.pruning.rule=none"],
     "asha": ["tuner.algorithm=random", "tuner.pruning.rule=asha"],
 }
