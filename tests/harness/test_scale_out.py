@@ -126,6 +126,8 @@ def test_worker_killed_mid_trial_is_retried_and_job_completes(tmp_path, data_dir
 
 
 def test_driver_killed_then_resumed_reaches_the_same_end(tmp_path, data_dir):
+    """SIGKILL of the driver, then SIGTERM of the resumed one (state saved, exit 130), then a
+    second resume: the job ends as one run would, each trial recorded once."""
     job = slow_job(tmp_path, tuner={"algorithm": "random", "max_trials": 2, "epochs": 3})
     job_dir = JobDir(job["output_dir"])
     proc = start_driver(job, tmp_path)
@@ -155,26 +157,24 @@ def test_driver_killed_then_resumed_reaches_the_same_end(tmp_path, data_dir):
         env={**os.environ, "COLUMNS": "200"},
     )
     assert "INTERRUPTED" in status.stdout and "RUNNING" not in status.stdout
-    out = finish(start_driver(job, tmp_path, command="resume"))
-    records = job_dir.trial_records()
-    assert [r["trial_id"] for r in records] == ["0", "1"]  # no duplicates, none lost
-    assert all(r["status"] == "COMPLETED" for r in records)
-    assert records[0]["run"]["runs"] == 1 and records[0]["score"] == first["score"]
-    assert records[1]["run"]["runs"] == 2  # the trial in flight ran again
-    assert "2 completed, 0 pruned, 0 failed" in out
-
-
-def test_interrupt_saves_state_and_exits_130(tmp_path, data_dir):
-    job = slow_job(tmp_path)
-    job_dir = JobDir(job["output_dir"])
-    proc = start_driver(job, tmp_path)
-    wait_for(epoch_reached(job_dir, "0", 1), 240, "trial 0 to train", proc)
+    # SIGTERM (a scheduler's stop) of the resumed driver while trial 1 trains again.
+    progress = job_dir.trial_dir("1") / "progress.json"
+    progress.unlink(missing_ok=True)
+    proc = start_driver(job, tmp_path, command="resume")
+    wait_for(epoch_reached(job_dir, "1", 1), 240, "trial 1 to train again", proc)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "harness resume" in out
     oracle = json.loads((job_dir.oracle_dir / "oracle.json").read_text())
-    assert "0" in oracle["ongoing_trials"].values()  # resumable: the trial will run again
+    assert "1" in oracle["ongoing_trials"].values()  # resumable: the trial will run again
+    out = finish(start_driver(job, tmp_path, command="resume"))
+    records = job_dir.trial_records()
+    assert [r["trial_id"] for r in records] == ["0", "1"]  # no duplicates, none lost
+    assert all(r["status"] == "COMPLETED" for r in records)
+    assert records[0]["run"]["runs"] == 1 and records[0]["score"] == first["score"]
+    assert records[1]["run"]["runs"] == 3  # the trial in flight ran again, twice
+    assert "2 completed, 0 pruned, 0 failed" in out
 
 
 @pytest.mark.slow
