@@ -106,6 +106,18 @@ def build_branch(hp: kt.HyperParameters, parent: str, builders: Mapping[Any, Cal
     return built
 
 
+# Keras's default momentum (0.99) averages the batch statistics over ~100 steps: a trial of a
+# few hundred steps (a small dataset, or a short pruned trial) is then validated with moving
+# statistics still near their initial values, and scores near chance while it trains well
+# (12,000 Fashion-MNIST images, 3 epochs: 0.39 validation accuracy at 0.99, 0.83 at 0.9).
+BATCH_NORM_MOMENTUM = 0.9
+
+
+def batch_normalization() -> keras.layers.Layer:
+    """Batch normalization for the spaces' searched blocks (see BATCH_NORM_MOMENTUM)."""
+    return keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)
+
+
 def make_optimizer(
     hp: kt.HyperParameters, default_lr: float = 1e-3, plan: TrainingPlan | None = None
 ):

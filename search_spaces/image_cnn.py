@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras_tuner as kt
 
-from search_spaces.base import SearchSpace, build_branch, softmax_classifier
+from search_spaces.base import SearchSpace, batch_normalization, build_branch, softmax_classifier
 
 MAX_CONV_LAYERS = 5
 DEFAULT_FILTERS = (32, 64, 64, 128, 128)
@@ -63,7 +63,7 @@ class ImageCNN(SearchSpace):
                 filters, kernel, padding=padding, activation=None if batch_norm else "relu"
             )(x)
             if batch_norm:
-                x = layers.Activation("relu")(layers.BatchNormalization()(x))
+                x = layers.Activation("relu")(batch_normalization()(x))
             if i < depth - 1 and max(x.shape[1:3]) >= 4:
                 x = layers.MaxPooling2D(_pool_size(x, 4))(x)
         return x
@@ -90,7 +90,7 @@ def _vgg(hp: kt.HyperParameters, x):
         for _ in range(2):
             # No bias: the batch norm's shift that follows makes it redundant.
             x = layers.Conv2D(base * 2**i, 3, padding="same", use_bias=False)(x)
-            x = layers.Activation("relu")(layers.BatchNormalization()(x))
+            x = layers.Activation("relu")(batch_normalization()(x))
         if max(x.shape[1:3]) >= 2:
             x = layers.MaxPooling2D(_pool_size(x, 2))(x)
         if rate > 0:

@@ -18,7 +18,7 @@ import functools
 import keras_tuner as kt
 
 from pipelines.base import DataMeta
-from search_spaces.base import SearchSpace, build_branch, softmax_classifier
+from search_spaces.base import SearchSpace, batch_normalization, build_branch, softmax_classifier
 
 FAMILIES = ("conv1d", "gru", "mlp")
 
@@ -67,7 +67,7 @@ def _conv1d_body(hp: kt.HyperParameters, x):
     for _ in range(blocks):
         x = layers.Conv1D(filters, kernel, padding="same", use_bias=not batch_norm)(x)
         if batch_norm:
-            x = layers.BatchNormalization()(x)
+            x = batch_normalization()(x)
         x = layers.ReLU()(x)
         if x.shape[1] is not None and x.shape[1] >= 2:  # a length-1 input cannot be halved
             x = layers.MaxPooling1D(2)(x)
