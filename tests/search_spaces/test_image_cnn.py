@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.base import DataMeta
 from search_spaces.image_cnn import ImageCNN
+from tests.conftest import tiny_images
 
 META = DataMeta(
     "image_classification", (28, 28, 1), 10, [str(i) for i in range(10)], 100, 10, 10, "test"
@@ -164,11 +165,8 @@ def test_a_short_fit_with_batch_norm_validates_as_well_as_it_trains():
     (0.99) they had not, and such trials scored near chance on validation while training well."""
     import keras
 
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 1024)
-    images = rng.integers(0, 60, (1024, 28, 28, 1)).astype("float32")
-    for image, c in zip(images, labels, strict=True):  # class c: a bright band at rows 2c..2c+2
-        image[2 * c + 2 : 2 * c + 5, 4:24] = 230.0
+    images, labels = tiny_images(1024, np.random.default_rng(0))
+    images = images[..., None].astype("float32")
     keras.utils.set_random_seed(0)
     hp = kt.HyperParameters()
     for name, value in {"family": "vgg", "vgg_blocks": 2, "vgg_filters": 32}.items():
