@@ -83,6 +83,9 @@ def export_trial(
     tmp.mkdir(parents=True)
     try:
         manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version, serving)
+        served = pipeline.served_test_metrics(serving, hp)
+        if served:  # what a caller of the signature gets, e.g. a forecaster's raw units
+            manifest["served_test_metrics"] = served
         if spec.export.retrain:
             manifest["refit"] = {"data": "train+validation", "epochs": _refit_epochs(spec, trial)}
         _write_formats(shipped, serving, tmp, spec.export.formats)
@@ -216,6 +219,16 @@ def model_card(manifest: dict[str, Any], has_example: bool, classifier: bool) ->
         "",
         f"**Test metrics** on {_scored(data)} of the test split of "
         f"`{data['dataset'] or data['pipeline']}` (scored once, at export): {tests}.",
+        *(
+            [
+                "Through the serving signature, in the units it returns (the metrics above are "
+                "the model's own, before the signature maps its outputs): "
+                + ", ".join(f"{k} {v:.4f}" for k, v in manifest["served_test_metrics"].items())
+                + "."
+            ]
+            if manifest.get("served_test_metrics")
+            else []
+        ),
         *(
             f"Baseline on the same examples, {name}: "
             + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())

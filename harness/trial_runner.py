@@ -54,8 +54,10 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     meta = pipeline.describe(hp)
     data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
     hypermodel = make_hypermodel(spec, meta)
-    # Schedules span the job's full epochs (a Hyperband round continuing a checkpoint too).
-    hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch)
+    epochs, initial_epoch = _epochs(spec, hp)
+    # Schedules span the job's full epochs; a Hyperband round continuing a checkpoint from
+    # `initial_epoch` takes them up where its parent's weights left off.
+    hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch, initial_epoch)
     with strategy.scope():
         model = hypermodel.build(hp)
         warm_start_from = _warm_start(model, hp, job_dir)
@@ -63,7 +65,6 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
 
     if pipeline.shows_examples:
         _examples_once(job_dir, hp, pipeline, data, meta)
-    epochs, initial_epoch = _epochs(spec, hp)
     recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"))
     t = time.perf_counter()
     # HyperModel.fit is Keras Tuner's hook for spaces that train in phases (transfer learning).

@@ -197,6 +197,13 @@ class Pipeline:
         """Test batches, prepared with `hp`'s data choices; only used to score exports."""
         raise NotImplementedError
 
+    def served_test_metrics(self, serving: Serving, hp: Any = None) -> dict[str, float]:
+        """The export's test metrics through its serving signature, in the units its callers
+        see: `{}` when those are the model's own (then `test_metrics` says it all); a pipeline
+        whose signature maps the model's outputs (a forecaster's denormalised values) scores
+        what a caller gets."""
+        return {}
+
     def example_batch(self, data: TrainData, hp: Any = None) -> tuple[Any, Any, bool]:
         """A training batch to show in TensorBoard as labelled images: (images, labels,
         whether they are augmented). Called once per job (and augmentation) when the

@@ -424,15 +424,41 @@ class TimeSeriesPipeline(Pipeline):
 
         return Serving(spec, forecast)
 
+    def raw_test_windows(self, hp: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every test window (count, window, columns) and the `horizon` rows of targets after
+        it (count, horizon, targets), in time order and in the CSV's units."""
+        series = self._series()
+        window = self._select_window(hp) if hp is not None else self._window
+        raw = series.values * series.std + series.mean
+        start = series.bounds["test"][0]
+        firsts = start + np.arange(self._count("test", window)) * self.config.stride
+        horizon = self.config.horizon
+        inputs = np.stack([raw[f : f + window] for f in firsts])
+        targets = np.stack([raw[f + window : f + window + horizon] for f in firsts])
+        return inputs.astype(np.float32), targets[..., series.target_indices].astype(np.float32)
+
+    def served_test_metrics(self, serving: Serving, hp: Any = None) -> dict[str, float]:
+        """Mean absolute error of the served forecasts in the targets' units, over all test
+        windows: overall, and per target when there are several."""
+        import tensorflow as tf
+
+        inputs, targets = self.raw_test_windows(hp)
+        forecasts = np.concatenate(
+            [
+                serving.fn(tf.constant(inputs[i : i + 256]))["forecast"].numpy()
+                for i in range(0, len(inputs), 256)
+            ]
+        )
+        errors = np.abs(forecasts - targets)
+        metrics = {"mae": float(errors.mean())}
+        names = self._series().targets
+        if len(names) > 1:
+            metrics |= {f"mae_{name}": float(errors[..., i].mean()) for i, name in enumerate(names)}
+        return metrics
+
     def example_inputs(self, count: int = 1) -> list[Any]:
         """The first test windows, in the CSV's units (what the exported model takes)."""
-        series = self._series()
-        start = series.bounds["test"][0]
-        window = self._window
-        raw = series.values * series.std + series.mean
-        step = self.config.stride
-        count = min(count, self._count("test", window))  # whole windows only
-        return [raw[start + i * step : start + i * step + window].tolist() for i in range(count)]
+        return self.raw_test_windows()[0][:count].astype(np.float64).round(6).tolist()
 
     def test_data(self, batch_size: int = 256, hp: Any = None):
         """Test windows in time order; the window is `hp`'s, else the last one described."""

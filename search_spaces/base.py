@@ -36,12 +36,20 @@ class TrainingPlan:
 
     epochs: int
     steps_per_epoch: int
+    # A run that continues an earlier one's weights (a Hyperband round) starts this far in:
+    # its schedule goes on from there instead of warming up again.
+    initial_epoch: int = 0
 
     def __post_init__(self):
         for name in ("epochs", "steps_per_epoch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainingPlan.{name} must be a positive int, got {value!r}")
+        if not 0 <= self.initial_epoch < self.epochs:
+            raise ValueError(
+                f"TrainingPlan.initial_epoch must be in 0..{self.epochs - 1}, "
+                f"got {self.initial_epoch!r}"
+            )
 
     @property
     def total_steps(self) -> int:
@@ -68,15 +76,17 @@ class SearchSpace(kt.HyperModel):
             DEFAULT_PLAN_EPOCHS, max(1, meta.num_train // DEFAULT_PLAN_BATCH)
         )
 
-    def set_training_plan(self, epochs: int, steps_per_epoch: int) -> None:
+    def set_training_plan(self, epochs: int, steps_per_epoch: int, initial_epoch: int = 0) -> None:
         """Tells the space how long the next `build(hp)`'s model will train.
 
         The engine calls this before `build` in each trial's worker and before an export
         refit, with the epochs and steps per epoch that `fit` will run; schedules built by
-        `make_optimizer` span exactly that. Without a call, a default plan (10 epochs of
-        `num_train // 32` steps) lets the driver build the space to discover hyperparameters.
+        `make_optimizer` span exactly that, and a run continuing earlier weights from
+        `initial_epoch` (a Hyperband round) starts its schedule there. Without a call, a
+        default plan (10 epochs of `num_train // 32` steps) lets the driver build the space
+        to discover hyperparameters.
         """
-        self.training_plan = TrainingPlan(epochs, steps_per_epoch)
+        self.training_plan = TrainingPlan(epochs, steps_per_epoch, initial_epoch)
 
     def extra_callbacks(self, log_dir: str) -> list:
         """Keras callbacks a trial adds to the engine's own, writing into the trial's
@@ -171,10 +181,38 @@ def _schedule(hp: kt.HyperParameters, peak: float, plan: TrainingPlan | None):
     warmup = round(plan.total_steps * fraction)
     decay = max(1, plan.total_steps - warmup)
     if warmup == 0:
-        return keras.optimizers.schedules.CosineDecay(peak, decay)
-    return keras.optimizers.schedules.CosineDecay(
-        start, decay, warmup_target=peak, warmup_steps=warmup
-    )
+        schedule = keras.optimizers.schedules.CosineDecay(peak, decay)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            start, decay, warmup_target=peak, warmup_steps=warmup
+        )
+    if plan.initial_epoch:
+        return ResumedSchedule(schedule, plan.initial_epoch * plan.steps_per_epoch)
+    return schedule
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class ResumedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` from `offset` steps in. A run continuing an earlier trial's weights has a new
+    optimizer (its step count starts at 0), so the plain schedule would warm up again and
+    never anneal; this one takes the rates the plan has from where the weights left off."""
+
+    def __init__(self, schedule, offset: int):
+        self.schedule = schedule
+        self.offset = offset
+
+    def __call__(self, step):
+        return self.schedule(step + self.offset)
+
+    def get_config(self) -> dict:
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "offset": self.offset,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> ResumedSchedule:
+        return cls(keras.optimizers.schedules.deserialize(config["schedule"]), config["offset"])
 
 
 def classification_loss(hp: kt.HyperParameters):

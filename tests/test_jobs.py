@@ -76,6 +76,7 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
         assert not (version / "labels.txt").exists()
         assert "probabilities" not in (version / "README.md").read_text()
     if name == "seq2seq_addition":
+        check_decoder_export(outcome.exported[0])
         result = subprocess.run(
             [sys.executable, "-m", "harness", "predict", outcome.exported[0]["path"], "12+34"],
             capture_output=True,
@@ -181,6 +182,28 @@ def check_generator_export(manifest):
     assert f"Baseline on the same examples, unigram: bits_per_char {unigram:.4f}." in card
 
 
+def check_decoder_export(manifest):
+    """The seq2seq SavedModel decodes raw strings, vocabulary inside, in a process with only
+    TensorFlow: one answer per input, each made of the output vocabulary's characters."""
+    script = (
+        "import sys, tensorflow as tf\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "out = serve(text=tf.constant(['535+61', '12+34', '7+0']))['decoded'].numpy()\n"
+        "assert 'harness' not in sys.modules\n"
+        "print('|'.join(t.decode() for t in out))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, manifest["path"]],
+        capture_output=True,
+        text=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    answers = out.stdout.strip().splitlines()[-1].split("|")
+    assert len(answers) == 3 and all(set(a) <= set("0123456789+") for a in answers), answers
+
+
 def check_forecaster_export(spec, manifest, csv_path, tmp_path):
     """The SavedModel takes raw values and returns raw forecasts: equal to the Keras model
     on values normalised by the training range's statistics, then denormalised; and
@@ -192,6 +215,7 @@ def check_forecaster_export(spec, manifest, csv_path, tmp_path):
     import tensorflow as tf
 
     from pipelines import PIPELINES
+    from pipelines.timeseries import split_bounds
 
     version = manifest["path"]
     meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
@@ -204,6 +228,42 @@ def check_forecaster_export(spec, manifest, csv_path, tmp_path):
     model = keras.models.load_model(f"{version}/model.keras", compile=False)
     expected = model.predict((raw - mean) / std, verbose=0) * std[targets] + mean[targets]
     np.testing.assert_allclose(served["forecast"].numpy(), expected, rtol=1e-4, atol=1e-4)
+    # The raw-unit test MAE in the manifest, recomputed from the CSV itself in a process that
+    # imports only TensorFlow and NumPy; with one target it is the normalised MAE times its std.
+    rows = len(np.genfromtxt(csv_path, delimiter=",", skip_header=1))
+    start = split_bounds(rows, spec.data.validation_fraction, spec.data.test_fraction)["test"][0]
+    script = (
+        "import sys, json, numpy as np, tensorflow as tf\n"
+        "version, path, start, stride = sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+        "int(sys.argv[4])\n"
+        "data = json.load(open(version + '/manifest.json'))['data']\n"
+        "table = np.genfromtxt(path, delimiter=',', names=True)\n"
+        "raw = np.stack([table[c] for c in data['columns']], 1).astype(np.float32)\n"
+        "w, h = data['window'], data['horizon']\n"
+        "firsts = range(start, len(raw) - w - h + 1, stride)\n"
+        "x = np.stack([raw[f : f + w] for f in firsts])\n"
+        "cols = [data['columns'].index(t) for t in data['targets']]\n"
+        "y = np.stack([raw[f + w : f + w + h][:, cols] for f in firsts])\n"
+        "serve = tf.saved_model.load(version).signatures['serving_default']\n"
+        "forecast = serve(values=tf.constant(x))['forecast'].numpy()\n"
+        "assert 'harness' not in sys.modules\n"
+        "print(len(x), np.abs(forecast - y).mean())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, version, str(csv_path), str(start), str(spec.data.stride)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
+    )
+    windows, mae = out.stdout.strip().splitlines()[-1].split()
+    assert int(windows) == manifest["data"]["num_test"]
+    raw_mae = manifest["served_test_metrics"]["mae"]
+    assert float(mae) == pytest.approx(raw_mae, rel=1e-3)
+    assert raw_mae == pytest.approx(manifest["test_metrics"]["mae"] * std[targets[0]], rel=1e-3)
+    card = (Path(version) / "README.md").read_text()
+    assert "in the units it returns (the metrics above are the model's own" in card
+    assert f"mae {raw_mae:.4f}" in card
     result = subprocess.run(
         [sys.executable, "-m", "harness", "predict", version, str(csv_path)],
         capture_output=True,

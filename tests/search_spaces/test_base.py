@@ -120,6 +120,24 @@ def test_the_plan_sets_the_schedule_length_and_has_a_default():
         space.set_training_plan(epochs=3, steps_per_epoch=0)
 
 
+def test_a_continued_run_takes_the_schedule_up_where_its_weights_left_off(tmp_path):
+    """A Hyperband round continuing epoch 2 of 4: its new optimizer's steps 0, 25, 50 get the
+    plan's rates at steps 50, 75, 100 (annealing to 0), not a second warm-up from 0."""
+    space = TinyClassifier(META)
+    hp = pinned_hp(lr_schedule="cosine", warmup_fraction=0.1, learning_rate=2e-3)
+    space.set_training_plan(epochs=4, steps_per_epoch=25)
+    whole = learning_rates(space.build(hp).optimizer, [50, 75, 100])
+    space.set_training_plan(epochs=4, steps_per_epoch=25, initial_epoch=2)
+    model = space.build(hp)
+    assert learning_rates(model.optimizer, [0, 25, 50]) == pytest.approx(whole, abs=1e-9)
+    assert whole[0] > whole[1] > whole[2] == pytest.approx(0.0, abs=1e-9)
+    model.save(tmp_path / "continued.keras")  # the schedule is saved with the optimizer
+    reloaded = keras.models.load_model(tmp_path / "continued.keras")
+    assert learning_rates(reloaded.optimizer, [0]) == pytest.approx(whole[:1])
+    with pytest.raises(ValueError, match=r"initial_epoch must be in 0..3, got 4"):
+        space.set_training_plan(epochs=4, steps_per_epoch=25, initial_epoch=4)
+
+
 def test_label_smoothing_is_cross_entropy_against_smoothed_targets():
     plain = TinyClassifier(META).build(kt.HyperParameters())
     smoothed = TinyClassifier(META).build(pinned_hp(label_smoothing=0.2))
