@@ -27,6 +27,33 @@ JOBS = [
 ]
 
 
+def tensorflow_only(script: str, *args) -> str:
+    """Runs `script` in a fresh process with only TensorFlow and NumPy (the script asserts
+    that the harness is not imported); returns its last line of output."""
+    out = subprocess.run(
+        [sys.executable, "-c", script + "assert 'harness' not in sys.modules\n", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def harness_predict(*args) -> subprocess.CompletedProcess:
+    """`harness predict ARGS` as a user runs it; asserts it succeeded."""
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 @pytest.mark.parametrize("name", JOBS)
 def test_smoke_variant_runs(ray_local, tmp_path, name):
     # Every space that can be refit is (but transfer's, below), so export.retrain runs for each.
@@ -77,14 +104,7 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
         assert "probabilities" not in (version / "README.md").read_text()
     if name == "seq2seq_addition":
         check_decoder_export(outcome.exported[0])
-        result = subprocess.run(
-            [sys.executable, "-m", "harness", "predict", outcome.exported[0]["path"], "12+34"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
+        result = harness_predict(outcome.exported[0]["path"], "12+34")
         answer = result.stdout.strip().split(" -> ")
         assert answer[0] == "12+34" and set(answer[1] if len(answer) > 1 else "") <= set(
             "0123456789+"
@@ -104,30 +124,14 @@ def check_sequence_export(manifest, arrays, tmp_path):
         "with np.load(sys.argv[2]) as f:\n"
         "    x, y = f['x_test'][: int(sys.argv[3])], f['y_test'][: int(sys.argv[3])]\n"
         "p = serve(inputs=tf.constant(x[..., None]))['probabilities'].numpy()\n"
-        "assert 'harness' not in sys.modules\n"
         "print(float((p.argmax(1) == y).mean()))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, manifest["path"], str(arrays), str(n)],
-        capture_output=True,
-        text=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    accuracy = float(out.stdout.strip().splitlines()[-1])
+    accuracy = float(tensorflow_only(script, manifest["path"], arrays, n))
     assert abs(accuracy - manifest["test_metrics"]["accuracy"]) <= 0.001
     three = tmp_path / "three.npy"
     with np.load(arrays) as f:
         np.save(three, f["x_test"][:3])
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "predict", manifest["path"], str(three), "--top", "2"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    result = harness_predict(manifest["path"], three, "--top", "2")
     lines = result.stdout.strip().splitlines()
     names = manifest["data"]["class_names"]
     assert [line.split(": ")[0] for line in lines] == [f"{three}:{i}" for i in (1, 2, 3)]
@@ -145,35 +149,10 @@ def check_generator_export(manifest):
         "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
         "out = serve(prompt=tf.constant(['The film', 'A']), length=tf.constant(25),\n"
         "            temperature=tf.constant(0.5))['generated'].numpy()\n"
-        "assert 'harness' not in sys.modules\n"
         "print([len(t.decode()) for t in out])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, manifest["path"]],
-        capture_output=True,
-        text=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[25, 25]"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "predict",
-            manifest["path"],
-            "The film",
-            "--length",
-            "30",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    assert tensorflow_only(script, manifest["path"]) == "[25, 25]"
+    result = harness_predict(manifest["path"], "The film", "--length", "30")
     assert result.stdout.startswith("The film") and len(result.stdout.rstrip("\n")) >= 38
     # Bits per character are read against the unigram model of the same test text.
     unigram = manifest["test_baselines"]["unigram"]["bits_per_char"]
@@ -189,18 +168,9 @@ def check_decoder_export(manifest):
         "import sys, tensorflow as tf\n"
         "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
         "out = serve(text=tf.constant(['535+61', '12+34', '7+0']))['decoded'].numpy()\n"
-        "assert 'harness' not in sys.modules\n"
         "print('|'.join(t.decode() for t in out))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, manifest["path"]],
-        capture_output=True,
-        text=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    answers = out.stdout.strip().splitlines()[-1].split("|")
+    answers = tensorflow_only(script, manifest["path"]).split("|")
     assert len(answers) == 3 and all(set(a) <= set("0123456789+") for a in answers), answers
 
 
@@ -246,17 +216,9 @@ def check_forecaster_export(spec, manifest, csv_path, tmp_path):
         "y = np.stack([raw[f + w : f + w + h][:, cols] for f in firsts])\n"
         "serve = tf.saved_model.load(version).signatures['serving_default']\n"
         "forecast = serve(values=tf.constant(x))['forecast'].numpy()\n"
-        "assert 'harness' not in sys.modules\n"
         "print(len(x), np.abs(forecast - y).mean())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, version, str(csv_path), str(start), str(spec.data.stride)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
-    )
-    windows, mae = out.stdout.strip().splitlines()[-1].split()
+    windows, mae = tensorflow_only(script, version, csv_path, start, spec.data.stride).split()
     assert int(windows) == manifest["data"]["num_test"]
     raw_mae = manifest["served_test_metrics"]["mae"]
     assert float(mae) == pytest.approx(raw_mae, rel=1e-3)
@@ -264,14 +226,7 @@ def check_forecaster_export(spec, manifest, csv_path, tmp_path):
     card = (Path(version) / "README.md").read_text()
     assert "in the units it returns (the metrics above are the model's own" in card
     assert f"mae {raw_mae:.4f}" in card
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "predict", version, str(csv_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    result = harness_predict(version, csv_path)
     assert result.stdout.startswith(f"{csv_path}: next ")
     shown = result.stdout.split("next ")[1].split(";")[0].split()
     assert shown[0] == meta.extra["targets"][0] and len(shown) - 1 == meta.extra["horizon"]
