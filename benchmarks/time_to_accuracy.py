@@ -102,7 +102,16 @@ def run_keras_tuner(
     meta = pipeline.describe()
     data = pipeline.train_data(None)
     hypermodel = make_hypermodel(spec, meta)
-    hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch)
+    build = hypermodel.build
+
+    def build_on_plan(hp):
+        # As in the harness's trials: schedules span the job's epochs, and a Hyperband round
+        # continuing earlier weights takes its schedule up where they left off.
+        initial = hp.values.get("tuner/initial_epoch", 0)
+        hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch, initial)
+        return build(hp)
+
+    hypermodel.build = build_on_plan
     objective = kt.Objective(spec.tuner.objective.name, spec.tuner.objective.direction)
     # The same space: the job's `fixed` and `choices` applied, as a user would declare them
     # with `hyperparameters=` (the data options stay as the job sets them).

@@ -158,14 +158,16 @@ def _epoch_lines(console: Console, epochs: int):
 def _confusion(job_dir: JobDir, pipeline, model, hp, meta, trial_id: str) -> None:
     """Confusion matrix of the best trial on the test split, as a TensorBoard image."""
     import numpy as np
+    from sklearn.metrics import confusion_matrix
 
-    from harness.summaries import confusion_matrix, write_confusion
+    from harness.summaries import write_confusion
 
     labels, preds = [], []
     for x, y in pipeline.test_data(hp=hp):
         preds.append(np.argmax(model.predict_on_batch(x), axis=-1))
         labels.append(np.asarray(y))
-    matrix = confusion_matrix(np.concatenate(labels), np.concatenate(preds), meta.num_classes)
+    classes = range(meta.num_classes)  # every class a row and a column, even if never seen
+    matrix = confusion_matrix(np.concatenate(labels), np.concatenate(preds), labels=classes)
     write_confusion(job_dir.trial_board(trial_id) / "confusion", matrix, meta.class_names)
 
 

@@ -63,12 +63,6 @@ def _writer(log_dir: Path):
         writer.close()
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
-    matrix = np.zeros((classes, classes), np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
-
-
 def write_confusion(log_dir: Path, matrix: np.ndarray, class_names: list[str]) -> None:
     """The matrix as a heat-map image (rows: true class, columns: predicted, row-normalised,
     class names on both axes, counts in the cells) and as a markdown table with the counts."""

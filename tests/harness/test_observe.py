@@ -123,6 +123,14 @@ def test_image_summaries_for_examples_and_confusion(finished_job):
     assert confusion and len(confusion[0].tensor_proto.string_val) == 3  # width, height, png
     width = int(confusion[0].tensor_proto.string_val[0])
     assert width > 400  # a drawn figure with axes and class names, not a bare 10x10 grid
+    # The counts: every scored test example once, the diagonal the exported accuracy.
+    (table,) = mux.Tensors(f"trial_{best}/confusion", "confusion_matrix_counts")
+    rows = table.tensor_proto.string_val[0].decode().splitlines()[2:]
+    counts = np.array([[int(v) for v in row.strip("| ").split(" | ")[1:]] for row in rows])
+    manifest = outcome.exported[0]
+    assert counts.shape == (10, 10) and counts.sum() == manifest["data"]["num_test"]
+    accuracy = np.trace(counts) / counts.sum()
+    assert accuracy == pytest.approx(manifest["test_metrics"]["accuracy"], abs=1e-6)
 
 
 def test_saved_model_accuracy_in_a_plain_tensorflow_process(finished_job, tiny_npz, tmp_path):
