@@ -212,6 +212,11 @@ def test_hyperband_rounds_continue_from_earlier_checkpoints(ray_local, tmp_path)
         # Two brackets: two 1-epoch trials, the better one continued to epoch 2; then two
         # 2-epoch trials.
         tuner={"algorithm": "hyperband", "max_trials": 6, "epochs": 2, "hyperband_factor": 2},
+        # A cosine schedule over the job's 2 epochs, no warm-up: at 0 when the plan ends.
+        search_space={
+            "name": "image_cnn",
+            "fixed": {"dense_units": 32, "lr_schedule": "cosine", "warmup_fraction": 0.0},
+        },
         export={"policy": "none"},
     )
     spec = validate_job(job)
@@ -234,6 +239,23 @@ def test_hyperband_rounds_continue_from_earlier_checkpoints(ray_local, tmp_path)
         first_loss = record["metrics"]["metrics"]["loss"]["observations"][0]["value"][0]
         parent_first = parent["metrics"]["metrics"]["loss"]["observations"][0]["value"][0]
         assert first_loss < parent_first
+        # The schedule goes on from the parent's epoch: the continued round ends the plan at a
+        # learning rate of 0 (a new warm-up from step 0 would end it where the parent did).
+        ended, parent_ended = (
+            learning_rates(JobDir(spec.job_dir()).trial_board(r["trial_id"]))[-1]
+            for r in (record, parent)
+        )
+        assert parent_ended > 1e-5 and ended < 1e-3 * parent_ended
+
+
+def learning_rates(board) -> list[float]:
+    """The learning rate TensorBoard recorded at the end of each epoch of one trial's run."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(board / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    return [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_learning_rate")]
 
 
 def _free_port() -> int:
