@@ -426,16 +426,14 @@ class TimeSeriesPipeline(Pipeline):
 
     def raw_test_windows(self, hp: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Every test window (count, window, columns) and the `horizon` rows of targets after
-        it (count, horizon, targets), in time order and in the CSV's units."""
+        it (count, horizon, targets), in time order and in the CSV's units: `test_data`'s
+        windows (the ones `test_metrics` scores), with the normalisation undone."""
         series = self._series()
-        window = self._select_window(hp) if hp is not None else self._window
-        raw = series.values * series.std + series.mean
-        start = series.bounds["test"][0]
-        firsts = start + np.arange(self._count("test", window)) * self.config.stride
-        horizon = self.config.horizon
-        inputs = np.stack([raw[f : f + window] for f in firsts])
-        targets = np.stack([raw[f + window : f + window + horizon] for f in firsts])
-        return inputs.astype(np.float32), targets[..., series.target_indices].astype(np.float32)
+        batches = list(self.test_data(hp=hp).as_numpy_iterator())
+        inputs = np.concatenate([x for x, _ in batches]) * series.std + series.mean
+        targets = np.concatenate([y for _, y in batches])
+        targets = targets * series.std[series.target_indices] + series.mean[series.target_indices]
+        return inputs.astype(np.float32), targets.astype(np.float32)
 
     def served_test_metrics(self, serving: Serving, hp: Any = None) -> dict[str, float]:
         """Mean absolute error of the served forecasts in the targets' units, over all test
