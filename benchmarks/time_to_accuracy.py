@@ -12,7 +12,9 @@ the job's search space and data tuned by `kt.Hyperband` or `kt.BayesianOptimizat
 `tuner.search` in one process, stopped at the same budget; its best model is then scored on the
 same test split. Writes `<out>/curves.json` and `<out>/curves.png` (all curves on one plot).
 `--harness-oracles` runs the harness once per oracle (random, bayesian, hyperband, asha =
-random search with ASHA pruning) for the oracle comparison at equal budget.
+random search with ASHA pruning) for the oracle comparison at equal budget, or not at all
+(`none`); `--include` adds an earlier run's `curves.json` to the plot, so that the two sides of
+a race can run at different times, each alone on the machine.
 """
 
 from __future__ import annotations
@@ -197,7 +199,15 @@ def main() -> None:
     parser.add_argument(
         "--harness-oracles",
         default="job",
-        help="comma-separated: job, random, bayesian, hyperband, asha",
+        help="comma-separated: job, random, bayesian, hyperband, asha; or none",
+    )
+    parser.add_argument(
+        "--include",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CURVES_JSON",
+        help="results of an earlier run to plot with these (e.g. the baseline run alone first)",
     )
     parser.add_argument(
         "--set",
@@ -209,8 +219,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for variant in args.harness_oracles.split(","):
+    results = [r for path in args.include for r in json.loads(path.read_text())]
+    variants = [] if args.harness_oracles == "none" else args.harness_oracles.split(",")
+    for variant in variants:
         results.append(run_harness(args.job, args.budget_s, args.out, variant, args.set))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "curve"}), flush=True)
     if args.baseline != "none":
