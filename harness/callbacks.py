@@ -27,6 +27,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.epochs = epochs
         self.channel = channel
         self.history: list[dict[str, Any]] = []
+        self.checks: list[dict[str, Any]] = []  # mid-epoch validations (MidEpochCheck)
         self.pruned: dict[str, Any] | None = None
         self._epoch_started = 0.0
         self._durations: list[float] = []
@@ -47,9 +48,20 @@ class EpochRecorder(keras.callbacks.Callback):
         atomic_write_json(
             self.path, {"epoch": epoch + 1, "epochs": self.epochs, "metrics": metrics}
         )
+        if self.pruned:  # stopped mid-epoch: this was the rest of that epoch's bookkeeping
+            return
         reason = self.channel.report(self.trial_id, epoch, metrics) if self.channel else None
         if reason:
             self.pruned = {"epochs_done": epoch + 1, "reason": reason}
+            self.model.stop_training = True
+
+    def check(self, epochs_done: float, metrics: dict[str, float]) -> None:
+        """A validation inside an epoch, at a pruning rung; may stop the trial there (Keras then
+        ends the epoch early, validates as usual, and `on_epoch_end` records the partial epoch)."""
+        self.checks.append({"epochs_done": epochs_done, "metrics": metrics})
+        reason = self.channel.check(self.trial_id, epochs_done, metrics) if self.channel else None
+        if reason:
+            self.pruned = {"epochs_done": epochs_done, "reason": reason}
             self.model.stop_training = True
 
     def timings(self) -> dict[str, float]:
@@ -62,6 +74,48 @@ class EpochRecorder(keras.callbacks.Callback):
             "steady_epoch_s": steady,
             "first_epoch_overhead_s": max(0.0, self._durations[0] - steady),
         }
+
+
+class MidEpochCheck(keras.callbacks.Callback):
+    """Validates at the pruning rule's rungs inside an epoch (ASHA with `grace_epochs: 0.25`
+    validates a quarter of the way through epoch 1) and hands the result to the recorder, so a
+    hopeless trial stops after a fraction of an epoch.
+
+    `evaluate` resets the model's metrics, which hold the epoch's running training loss and
+    accuracy: they are saved before and restored after, so the epoch's logs stay whole.
+
+    Args:
+        recorder: The trial's `EpochRecorder` (reports to the channel, records the check).
+        points: Fractional epochs, e.g. [0.25, 0.75, 2.25] (whole numbers are left to epochs).
+        steps_per_epoch: Training steps in one epoch.
+        validation: The validation dataset, as `fit` gets it.
+    """
+
+    def __init__(self, recorder: EpochRecorder, points, steps_per_epoch: int, validation):
+        super().__init__()
+        self.recorder = recorder
+        self.validation = validation
+        self.points: dict[int, list[tuple[int, float]]] = {}  # epoch -> [(step, point)]
+        for point in sorted(points):
+            epoch = int(point)
+            step = min(max(1, round((point - epoch) * steps_per_epoch)), steps_per_epoch - 1)
+            if step >= 1:  # an epoch of one step has no inside
+                self.points.setdefault(epoch, []).append((step, point))
+        self._due: list[tuple[int, float]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._due = list(self.points.get(epoch, []))
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step run (several with steps_per_execution).
+        while self._due and batch + 1 >= self._due[0][0] and not self.recorder.pruned:
+            _, point = self._due.pop(0)
+            variables = self.model.metrics_variables
+            saved = [v.numpy() for v in variables]
+            results = self.model.evaluate(self.validation, verbose=0, return_dict=True)
+            for variable, value in zip(variables, saved, strict=True):
+                variable.assign(value)
+            self.recorder.check(point, {f"val_{k}": float(v) for k, v in results.items()})
 
 
 class BestCheckpoint(keras.callbacks.Callback):

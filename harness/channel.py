@@ -1,6 +1,6 @@
 """The per-epoch channel between running trials and the driver.
 
-Workers call `report` after every epoch; the channel asks the job's pruner and answers with a
+Workers call `report` after every epoch (and `check` at a pruning rung inside an epoch); the channel asks the job's pruner and answers with a
 reason to stop (or None), and queues the report for the driver, which `drain`s it for live
 progress. Under Ray the channel is one actor of the job (`RayExecutor` creates it; a worker on
 any node reaches it through its handle); the in-process `FakeExecutor` uses the same class
@@ -43,10 +43,17 @@ class EpochChannel:
     def report(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> str | None:
         """One finished epoch (0-based `epoch`) of a running trial; returns a reason to stop."""
         self.pending.append({"trial_id": trial_id, "epoch": epoch, "metrics": metrics})
-        value = metrics.get(self.objective)
+        return self._decide(trial_id, epoch + 1, metrics.get(self.objective))
+
+    def check(self, trial_id: str, epochs_done: float, metrics: dict[str, float]) -> str | None:
+        """A mid-epoch validation at a rung inside an epoch (`pruning.mid_epoch_points`);
+        returns a reason to stop. Live progress shows whole epochs only, so it is not queued."""
+        return self._decide(trial_id, epochs_done, metrics.get(self.objective))
+
+    def _decide(self, trial_id: str, epochs_done: float, value: float | None) -> str | None:
         if value is None or not math.isfinite(value):
             return None  # a non-finite loss fails the trial in the worker; nothing to rank
-        reason = self.pruner.report(trial_id, epoch + 1, self.sign * value)
+        reason = self.pruner.report(trial_id, epochs_done, self.sign * value)
         if reason:
             self.stopped[trial_id] = reason
         return reason

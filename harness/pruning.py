@@ -1,4 +1,4 @@
-"""Pruning rules: stop a losing trial after an epoch, so its slot goes to a better one.
+"""Pruning rules: stop a losing trial early, so its slot goes to a better one.
 
 Keras Tuner's oracles never stop a running trial (its `update_trial` leaves a TODO for it), so the
 harness does it beside the oracle: each worker reports its objective after every epoch through
@@ -6,8 +6,13 @@ the job's `EpochChannel` (harness/channel.py), which asks the job's `Pruner` and
 "continue" or "stop, because ...". The oracle then hears a pruned trial like any other, with the
 best objective it reached, so Bayesian optimisation learns from it too.
 
+ASHA's rungs may sit at a fraction of an epoch (`grace_epochs: 0.25`): the worker then
+validates mid-epoch at those points (`mid_epoch_points`), so a hopeless draw costs a quarter of
+an epoch instead of a whole one. Screening is where a search spends most of its trials.
+
 Interface: `Pruner.report(trial_id, epochs_done, value) -> reason | None`; values are
-"higher is better" (the channel flips a minimised objective). `NoPruning` is the trivial rule.
+"higher is better" (the channel flips a minimised objective); `epochs_done` is a whole number
+of epochs, or a rung's fraction. `NoPruning` is the trivial rule.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PruningSpec(BaseModel):
@@ -25,9 +30,23 @@ class PruningSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     rule: Literal["none", "asha", "median"] = "none"
-    grace_epochs: int = Field(1, ge=1, description="never stop a trial before this many epochs")
+    grace_epochs: float = Field(
+        1,
+        gt=0,
+        description="never stop a trial before this many epochs; ASHA takes a fraction (0.25: "
+        "its first rung validates a quarter of the way through the first epoch)",
+    )
     reduction_factor: int = Field(3, ge=2, description="ASHA: keep the top 1/factor per rung")
     min_trials: int = Field(3, ge=1, description="median rule: other trials needed to compare")
+
+    @model_validator(mode="after")
+    def _whole_epochs_for_median(self) -> PruningSpec:
+        if self.rule == "median" and self.grace_epochs != int(self.grace_epochs):
+            raise ValueError(
+                f"grace_epochs {self.grace_epochs:g} is a fraction of an epoch, which only ASHA's "
+                "rungs take; the median rule compares whole epochs"
+            )
+        return self
 
 
 class Pruner:
@@ -39,7 +58,7 @@ class Pruner:
 
     sign: float = 1.0
 
-    def report(self, trial_id: str, epochs_done: int, value: float) -> str | None:
+    def report(self, trial_id: str, epochs_done: float, value: float) -> str | None:
         """Records `value` (higher is better) after `epochs_done` epochs of `trial_id`; returns
         why the trial should stop now, or None to let it go on. Reporting the same
         (trial, epochs_done) again (a retried attempt) replaces the earlier value."""
@@ -53,14 +72,14 @@ class _BestSoFar:
     """Each trial's best value after each number of epochs (a retried attempt overwrites)."""
 
     def __init__(self):
-        self.curves: dict[str, dict[int, float]] = defaultdict(dict)
+        self.curves: dict[str, dict[float, float]] = defaultdict(dict)
 
-    def add(self, trial_id: str, epochs_done: int, value: float) -> float:
+    def add(self, trial_id: str, epochs_done: float, value: float) -> float:
         curve = self.curves[trial_id]
         curve[epochs_done] = value
         return self.at(trial_id, epochs_done)
 
-    def at(self, trial_id: str, epochs_done: int) -> float | None:
+    def at(self, trial_id: str, epochs_done: float) -> float | None:
         seen = [v for e, v in self.curves[trial_id].items() if e <= epochs_done]
         return max(seen) if seen else None
 
@@ -68,22 +87,19 @@ class _BestSoFar:
 class ASHA(Pruner):
     """Asynchronous successive halving (Li et al. 2020, as Ray Tune's ASHAScheduler).
 
-    Rungs sit at grace, grace*factor, grace*factor^2, ... epochs (below `max_epochs`). A trial
-    reaching a rung goes on only if its best value so far is in the top 1/factor of all values
-    recorded at that rung, itself included; the first trials at a rung always go on.
+    Rungs sit at grace, grace*factor, grace*factor^2, ... epochs (below `max_epochs`); a rung
+    may fall inside an epoch (grace 0.25, factor 3: 0.25, 0.75, 2.25). A trial reaching a rung
+    goes on only if its best value so far is in the top 1/factor of all values recorded at that
+    rung, itself included; the first trials at a rung always go on.
     """
 
-    def __init__(self, max_epochs: int, grace_epochs: int = 1, reduction_factor: int = 3):
+    def __init__(self, max_epochs: int, grace_epochs: float = 1, reduction_factor: int = 3):
         self.factor = reduction_factor
-        self.rungs = []
-        rung = grace_epochs
-        while rung < max_epochs:
-            self.rungs.append(rung)
-            rung *= reduction_factor
+        self.rungs = asha_rungs(max_epochs, grace_epochs, reduction_factor)
         self.curves = _BestSoFar()
-        self.recorded: dict[int, dict[str, float]] = defaultdict(dict)
+        self.recorded: dict[float, dict[str, float]] = defaultdict(dict)
 
-    def report(self, trial_id: str, epochs_done: int, value: float) -> str | None:
+    def report(self, trial_id: str, epochs_done: float, value: float) -> str | None:
         best = self.curves.add(trial_id, epochs_done, value)
         if epochs_done not in self.rungs:
             return None
@@ -92,7 +108,7 @@ class ASHA(Pruner):
         cutoff = _quantile(sorted(rung.values()), 1 - 1 / self.factor)
         if best < cutoff:
             return (
-                f"ASHA: {self.sign * best:.4g} after {epochs_done} epochs is worse than the "
+                f"ASHA: {self.sign * best:.4g} after {epochs_done:g} epochs is worse than the "
                 f"top-1/{self.factor} cutoff {self.sign * cutoff:.4g} of the {len(rung)} trials "
                 "at this rung"
             )
@@ -109,7 +125,7 @@ class MedianStopping(Pruner):
         self.min_trials = min_trials
         self.curves = _BestSoFar()
 
-    def report(self, trial_id: str, epochs_done: int, value: float) -> str | None:
+    def report(self, trial_id: str, epochs_done: float, value: float) -> str | None:
         best = self.curves.add(trial_id, epochs_done, value)
         if epochs_done < self.grace:
             return None
@@ -127,6 +143,23 @@ class MedianStopping(Pruner):
                 f"the median {self.sign * median:.4g} of {len(others)} other trials"
             )
         return None
+
+
+def asha_rungs(max_epochs: int, grace_epochs: float, reduction_factor: int) -> list[float]:
+    """grace, grace*factor, ... below `max_epochs`, rounded so that the worker and the driver
+    compute the same numbers (a rung is a dictionary key on both sides)."""
+    rungs, rung = [], grace_epochs
+    while rung < max_epochs:
+        rungs.append(round(rung, 6))
+        rung *= reduction_factor
+    return rungs
+
+
+def mid_epoch_points(spec: PruningSpec, max_epochs: int) -> list[float]:
+    """The rungs that fall inside an epoch, where a trial's worker validates mid-epoch."""
+    if spec.rule != "asha":
+        return []
+    return [r for r in asha_rungs(max_epochs, spec.grace_epochs, spec.reduction_factor) if r % 1]
 
 
 def _quantile(values: list[float], q: float) -> float:

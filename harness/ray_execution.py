@@ -40,13 +40,17 @@ class TrialWorker:
 
 
 class RayChannelClient:
-    """What a worker holds to reach the job's channel actor (same `report` as EpochChannel)."""
+    """What a worker holds to reach the job's channel actor (EpochChannel's `report` and
+    `check`)."""
 
     def __init__(self, actor):
         self.actor = actor
 
     def report(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> str | None:
         return ray.get(self.actor.report.remote(trial_id, epoch, metrics))
+
+    def check(self, trial_id: str, epochs_done: float, metrics: dict[str, float]) -> str | None:
+        return ray.get(self.actor.check.remote(trial_id, epochs_done, metrics))
 
 
 @dataclass

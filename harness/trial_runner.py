@@ -76,7 +76,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         steps_per_epoch=data.steps_per_epoch,
         epochs=epochs,
         initial_epoch=initial_epoch,
-        callbacks=_callbacks(spec, job_dir, trial_id, recorder, hypermodel),
+        callbacks=_callbacks(spec, job_dir, trial_id, recorder, hypermodel, data),
         verbose=2 if spec.training.verbose else 0,
     )
     timings["fit_s"] = time.perf_counter() - t
@@ -85,6 +85,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         "trial_id": trial_id,
         "epochs": recorder.history,
         "pruned": recorder.pruned,
+        "checks": recorder.checks,
         "warm_start_from": warm_start_from,
         "hyperparameters": hp.get_config(),
         "seed": seed,
@@ -203,10 +204,11 @@ def _warm_start(model, hp, job_dir: JobDir) -> str | None:
     return parent
 
 
-def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> list:
+def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel, data) -> list:
     import keras
 
-    from harness.callbacks import BestCheckpoint
+    from harness.callbacks import BestCheckpoint, MidEpochCheck
+    from harness.pruning import mid_epoch_points
 
     callbacks = [
         keras.callbacks.TensorBoard(
@@ -215,6 +217,9 @@ def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel) -> li
         BestCheckpoint(job_dir.checkpoint_path(trial_id), spec.tuner.objective),
         recorder,
     ]
+    points = mid_epoch_points(spec.tuner.pruning, spec.tuner.epochs)
+    if points and data.validation is not None:
+        callbacks.append(MidEpochCheck(recorder, points, data.steps_per_epoch, data.validation))
     # Spaces may add their own (e.g. GAN sample grids), written beside the trial's scalars.
     callbacks.extend(hypermodel.extra_callbacks(str(job_dir.trial_board(trial_id))))
     stop = spec.training.early_stopping

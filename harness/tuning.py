@@ -474,13 +474,20 @@ class TrialLoop:
         self._show_progress()
 
     def _curves(self) -> dict[str, list[tuple[int, float]]]:
-        """Each finished trial's objective per epochs done, for the pruning rule."""
+        """Each finished trial's objective per epochs done (mid-epoch checks included), for the
+        pruning rule."""
         name = self.spec.tuner.objective.name
         curves = {}
         for t in self.oracle.trials.values():
             if t.status == "COMPLETED" and t.metrics.exists(name):
                 history = t.metrics.get_history(name)
                 curves[t.trial_id] = [(int(o.step) + 1, float(o.value[0])) for o in history]
+                run = read_json(self.job_dir.trial_dir(t.trial_id) / "run.json", {})
+                curves[t.trial_id] += [
+                    (c["epochs_done"], c["metrics"][name])
+                    for c in run.get("checks") or []
+                    if name in c["metrics"]
+                ]
         return curves
 
     def _announce_resume(self) -> None:
@@ -543,6 +550,7 @@ RUN_FIELDS = (
     "seed",
     "started",
     "warm_start_from",
+    "checks",  # mid-epoch validations at pruning rungs, replayed to the rule on resume
 )
 
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from harness.channel import EpochChannel
-from harness.pruning import ASHA, MedianStopping, NoPruning, PruningSpec, make_pruner
+from harness.pruning import (
+    ASHA,
+    MedianStopping,
+    NoPruning,
+    PruningSpec,
+    make_pruner,
+    mid_epoch_points,
+)
 
 
 def test_asha_rungs_follow_grace_and_factor():
@@ -87,3 +95,41 @@ def test_seed_replays_finished_trials():
 )
 def test_make_pruner_by_name(rule, cls):
     assert type(make_pruner(PruningSpec(rule=rule), 9)) is cls
+
+
+def test_asha_rungs_may_sit_inside_an_epoch():
+    asha = ASHA(max_epochs=4, grace_epochs=0.25, reduction_factor=3)
+    assert asha.rungs == [0.25, 0.75, 2.25]
+    spec = PruningSpec(rule="asha", grace_epochs=0.25, reduction_factor=3)
+    assert mid_epoch_points(spec, 4) == [0.25, 0.75, 2.25]
+    # Whole-number rungs are decided at epoch ends, as before.
+    half = PruningSpec(rule="asha", grace_epochs=0.5, reduction_factor=2)
+    assert ASHA(4, 0.5, 2).rungs == [0.5, 1, 2] and mid_epoch_points(half, 4) == [0.5]
+    assert mid_epoch_points(PruningSpec(rule="asha"), 9) == []
+    assert mid_epoch_points(PruningSpec(rule="none", grace_epochs=0.5), 9) == []
+
+
+def test_median_rule_refuses_a_fraction_of_an_epoch():
+    with pytest.raises(ValidationError, match="fraction of an epoch"):
+        PruningSpec(rule="median", grace_epochs=0.5)
+    with pytest.raises(ValidationError):
+        PruningSpec(rule="asha", grace_epochs=0)
+
+
+def test_channel_check_decides_at_a_rung_inside_an_epoch_without_queueing_it():
+    spec = PruningSpec(rule="asha", grace_epochs=0.25, reduction_factor=3)
+    channel = EpochChannel(make_pruner(spec, 4), "val_accuracy", "max")
+    assert channel.check("a", 0.25, {"val_accuracy": 0.8}) is None
+    assert channel.check("b", 0.25, {"val_accuracy": 0.9}) is None
+    reason = channel.check("c", 0.25, {"val_accuracy": 0.3})
+    assert reason and "after 0.25 epochs" in reason and channel.stopped == {"c": reason}
+    assert channel.drain() == []  # live progress shows whole epochs only
+    # A whole epoch is no rung here: nothing is decided at epoch ends.
+    assert channel.report("d", 0, {"val_accuracy": 0.1}) is None
+
+
+def test_seed_replays_mid_epoch_checks():
+    spec = PruningSpec(rule="asha", grace_epochs=0.5, reduction_factor=2)
+    channel = EpochChannel(make_pruner(spec, 4), "val_accuracy", "max")
+    channel.seed({"0": [(1, 0.9), (0.5, 0.8)], "1": [(1, 0.7), (0.5, 0.6)]})
+    assert "ASHA" in channel.check("2", 0.5, {"val_accuracy": 0.5})

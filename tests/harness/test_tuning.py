@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import keras_tuner as kt
 import numpy as np
 import pytest
 import ray
@@ -203,3 +204,48 @@ def test_the_header_names_the_data_source(tmp_path):
     assert ImageClassificationConfig(dataset="mnist").source() == "mnist"
     assert ImageClassificationConfig(arrays="x.npz").source() == "arrays x.npz"
     assert ImageClassificationConfig(folder="imgs").source() == "folder imgs"
+
+
+@pytest.mark.slow
+def test_a_trial_validates_inside_an_epoch_and_stops_there(tmp_path, data_dir, monkeypatch):
+    """ASHA with a rung at half an epoch: the worker validates mid-epoch without disturbing the
+    epoch's training (same weights, same logged metrics as a run without the check), and a
+    losing trial stops at that step, its partial epoch validated and recorded."""
+    from harness.channel import EpochChannel
+    from harness.pruning import make_pruner
+
+    monkeypatch.setattr("harness.strategy._configured", True)  # threads: set once per process
+
+    def trial(pruning, channel=None):
+        tuner = {"epochs": 2, "pruning": pruning}
+        spec = validate_job(tiny_job(tmp_path, tuner=tuner, data={"deterministic": True}))
+        hp = kt.HyperParameters()
+        for name, value in PINNED_CNN.items():
+            hp.Fixed(name, value)
+        request = {
+            "job": spec.model_dump(mode="json"),
+            "job_dir": spec.output_dir,
+            "trial_id": "0007",
+            "hyperparameters": hp.get_config(),
+            "submitted_at": 0.0,
+            "channel": channel,
+        }
+        return spec, run_trial(request)
+
+    half = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2}
+    spec, checked = trial(half)
+    _, plain = trial({"rule": "none"})
+    assert [c["epochs_done"] for c in checked["checks"]] == [0.5] and plain["checks"] == []
+    assert 0 <= checked["checks"][0]["metrics"]["val_accuracy"] <= 1
+    assert checked["pruned"] is None and len(checked["epochs"]) == 2
+    assert checked["epochs"] == plain["epochs"]  # the check changed nothing in training
+
+    channel = EpochChannel(make_pruner(spec.tuner.pruning, 2), "val_accuracy", "max")
+    channel.seed({"a": [(0.5, 2.0)], "b": [(0.5, 3.0)]})  # a bar no model reaches
+    _, stopped = trial(half, channel)
+    assert stopped["pruned"]["epochs_done"] == 0.5 and "after 0.5 epochs" in (
+        stopped["pruned"]["reason"]
+    )
+    assert stopped["checks"] == checked["checks"]  # the same weights at the same step
+    assert len(stopped["epochs"]) == 1  # the partial epoch, validated as Keras ends it
+    assert channel.drain() == []  # it was not reported to the rule as a whole epoch
