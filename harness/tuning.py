@@ -29,6 +29,7 @@ from harness.pruning import make_pruner
 from harness.space import make_hypermodel, populate_space
 from harness.strategy import keep_driver_off_gpus
 from pipelines import PIPELINES
+from pipelines.image_sources import SPLIT_METHOD
 from pipelines.tfds_source import resolve_data_dir
 
 # Keys that may change between runs of one job directory (budgets, resources, display).
@@ -219,6 +220,9 @@ def _check_same_data(job_dir: JobDir, spec: JobSpec, meta, console: Console) -> 
         "num_train": meta.num_train,
         "num_validation": meta.num_validation,
         "num_test": meta.num_test,
+        # Which examples validate: a resume across a change of the split method would rank
+        # its new trials on another validation set.
+        "split": SPLIT_METHOD,
     }
     if getattr(spec.data, "dataset", None):
         record["data_dir"] = str(resolve_data_dir(spec.data.data_dir))

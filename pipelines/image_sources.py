@@ -281,30 +281,44 @@ def to_channels(tf, image, channels: int):
     return tf.ensure_shape(image, [None, None, channels])
 
 
+# Recorded in a job's data.json: a resume must split the data as its start did.
+SPLIT_METHOD = "scikit-learn train_test_split"
+
+
 def split_indices(
     labels: np.ndarray, fraction: float, stratify: bool, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) positions into `labels`, each in a seeded shuffled order: the one
-    split of every pipeline. Validation takes round(n * fraction) examples, at least 1; with
-    `stratify`, that many of each class, at least 1 and never all of it (a class with a
-    single example keeps it for training)."""
-    order = np.random.default_rng(seed).permutation(len(labels))
+    split of every pipeline, scikit-learn's `train_test_split`. Validation takes
+    round(n * fraction) examples, at least 1; with `stratify`, in each class's proportion.
+    Where scikit-learn cannot stratify, the split says why not in its rules: a class with a
+    single example stays in training (it cannot be in both), and a validation set smaller than
+    the number of classes (or leaving training fewer) is drawn without stratification."""
+    from sklearn.model_selection import train_test_split
+
+    positions = np.arange(len(labels))
+    n_val = max(1, round(len(labels) * fraction))
     if not stratify:
-        n_val = max(1, round(len(order) * fraction))
-        return order[n_val:], order[:n_val]
-    taken = np.zeros(len(order), bool)
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels[order] == c)  # positions in `order`, shuffled
-        n = len(members)
-        n_val = min(max(1, round(n * fraction)), n - 1)  # 0 for a single example
-        taken[members[:n_val]] = True
-    if not taken.any():
+        train, validation = train_test_split(positions, test_size=n_val, random_state=seed)
+        return train, validation
+    classes, counts = np.unique(labels, return_counts=True)
+    alone = np.isin(labels, classes[counts == 1])
+    rest = positions[~alone]
+    if len(rest) < 2:
         raise UserError(
             f"data: no validation examples: every class of the {len(labels)} training examples "
             "has one example (stratified splits keep it for training); use more data or "
             "data.stratify: false"
         )
-    return order[~taken], order[taken]
+    n_val = min(n_val, len(rest) - 1)
+    n_classes = int((counts > 1).sum())
+    by_class = labels[rest] if n_classes <= n_val <= len(rest) - n_classes else None
+    train, validation = train_test_split(
+        rest, test_size=n_val, stratify=by_class, random_state=seed
+    )
+    # The single examples join training, shuffled in.
+    train = np.random.default_rng(seed).permutation(np.concatenate([train, positions[alone]]))
+    return train, validation
 
 
 def split_train(labels: np.ndarray, config: Any) -> tuple[np.ndarray, np.ndarray]:

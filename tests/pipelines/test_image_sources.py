@@ -212,3 +212,12 @@ def test_the_one_split_shared_by_the_pipelines():
     assert len(tiny) == 1  # never an empty validation set
     with pytest.raises(UserError, match="no validation examples"):  # stratified, all singletons
         split_indices(np.array([0, 1, 2]), 0.5, stratify=True, seed=0)
+    # Class shares kept exactly where they divide (scikit-learn's allocation).
+    labels = np.repeat([0, 1, 2], [700, 200, 100])
+    train, val = split_indices(labels, 0.1, stratify=True, seed=3)
+    assert np.bincount(labels[val]).tolist() == [70, 20, 10]
+    assert not (np.diff(train) > 0).all()  # shuffled, not in file (class-sorted) order
+    # Fewer validation examples than classes cannot hold one of each: drawn unstratified.
+    labels = np.repeat(np.arange(10), 5)
+    train, val = split_indices(labels, 0.1, stratify=True, seed=1)
+    assert len(val) == 5 and sorted(np.concatenate([train, val])) == list(range(50))
