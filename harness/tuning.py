@@ -220,10 +220,11 @@ def _check_same_data(job_dir: JobDir, spec: JobSpec, meta, console: Console) -> 
         "num_train": meta.num_train,
         "num_validation": meta.num_validation,
         "num_test": meta.num_test,
-        # Which examples validate: a resume across a change of the split method would rank
-        # its new trials on another validation set.
-        "split": SPLIT_METHOD,
     }
+    if getattr(spec.data, "stratify", False):
+        # Which examples validate: a resume across a change of the stratified split (numpy's
+        # before scikit-learn's) would rank its new trials on another validation set.
+        record["split"] = SPLIT_METHOD
     if getattr(spec.data, "dataset", None):
         record["data_dir"] = str(resolve_data_dir(spec.data.data_dir))
     old = read_json(job_dir.root / "data.json")

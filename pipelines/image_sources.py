@@ -281,26 +281,27 @@ def to_channels(tf, image, channels: int):
     return tf.ensure_shape(image, [None, None, channels])
 
 
-# Recorded in a job's data.json: a resume must split the data as its start did.
-SPLIT_METHOD = "scikit-learn train_test_split"
+# Recorded in a stratified job's data.json: a resume must split the data as its start did.
+SPLIT_METHOD = "stratified: scikit-learn train_test_split"
 
 
 def split_indices(
     labels: np.ndarray, fraction: float, stratify: bool, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) positions into `labels`, each in a seeded shuffled order: the one
-    split of every pipeline, scikit-learn's `train_test_split`. Validation takes
-    round(n * fraction) examples, at least 1; with `stratify`, in each class's proportion.
+    split of every pipeline. Validation takes round(n * fraction) examples, at least 1: the
+    first of a seeded shuffle, or with `stratify` scikit-learn's `train_test_split`, in each
+    class's proportion.
     Where scikit-learn cannot stratify, the split says why not in its rules: a class with a
     single example stays in training (it cannot be in both), and a validation set smaller than
     the number of classes (or leaving training fewer) is drawn without stratification."""
+    n_val = max(1, round(len(labels) * fraction))
+    if not stratify:
+        order = np.random.default_rng(seed).permutation(len(labels))
+        return order[n_val:], order[:n_val]
     from sklearn.model_selection import train_test_split
 
     positions = np.arange(len(labels))
-    n_val = max(1, round(len(labels) * fraction))
-    if not stratify:
-        train, validation = train_test_split(positions, test_size=n_val, random_state=seed)
-        return train, validation
     classes, counts = np.unique(labels, return_counts=True)
     alone = np.isin(labels, classes[counts == 1])
     rest = positions[~alone]

@@ -196,11 +196,13 @@ def test_resume_on_other_data_is_refused_and_a_moved_copy_noted(tmp_path, data_d
     (job_dir.root / "data.json").write_text(json.dumps({**record, "num_test": 10_000}))
     with pytest.raises(UserError, match="the data differ from the job's start \\(num_test"):
         _check_same_data(job_dir, spec, meta, QUIET)
-    # A job started before the split became scikit-learn's has another validation set.
-    older = {k: v for k, v in record.items() if k != "split"}
-    (job_dir.root / "data.json").write_text(json.dumps(older))
+    # A stratified job started before the split became scikit-learn's validates on other
+    # examples: refused. (Unstratified splits did not change and record no method.)
+    assert "split" not in record
+    stratified = validate_job(tiny_job(tmp_path, data={"stratify": True}))
+    (job_dir.root / "data.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match="the data differ from the job's start \\(split: None"):
-        _check_same_data(job_dir, spec, meta, QUIET)
+        _check_same_data(job_dir, stratified, meta, QUIET)
 
 
 def test_the_header_names_the_data_source(tmp_path):
