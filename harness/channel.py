@@ -1,10 +1,11 @@
 """The per-epoch channel between running trials and the driver.
 
-Workers call `report` after every epoch (and `check` at a pruning rung inside an epoch); the channel asks the job's pruner and answers with a
-reason to stop (or None), and queues the report for the driver, which `drain`s it for live
-progress. Under Ray the channel is one actor of the job (`RayExecutor` creates it; a worker on
-any node reaches it through its handle); the in-process `FakeExecutor` uses the same class
-directly. Nothing here imports Ray or TensorFlow.
+Workers call `report` after every epoch (and `check` at a pruning rung inside an epoch); the
+channel asks the job's pruner and answers with a reason to stop (or None), and queues the
+report for the driver, which `drain`s it for live progress. Under Ray the channel is one
+actor of the job (`RayExecutor` creates it; a worker on any node reaches it through its
+handle); the in-process `FakeExecutor` uses the same class directly. Nothing here imports
+Ray or TensorFlow.
 """
 
 from __future__ import annotations
