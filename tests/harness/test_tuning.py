@@ -250,8 +250,9 @@ def test_a_trial_validates_inside_an_epoch_and_stops_there(tmp_path, data_dir, m
     channel = EpochChannel(make_pruner(spec.tuner.pruning, 2), "val_accuracy", "max")
     channel.seed({"a": [(0.5, 2.0)], "b": [(0.5, 3.0)]})  # a bar no model reaches
     _, stopped = trial(half, channel)
-    assert stopped["pruned"]["epochs_done"] == 0.5 and "after 0.5 epochs" in (
-        stopped["pruned"]["reason"]
+    assert (
+        stopped["pruned"]["epochs_done"] == 0.5
+        and "after 0.5 epochs" in (stopped["pruned"]["reason"])
     )
     assert stopped["checks"] == checked["checks"]  # the same weights at the same step
     assert len(stopped["epochs"]) == 1  # the partial epoch, validated as Keras ends it
