@@ -51,15 +51,17 @@ class EpochRecorder(keras.callbacks.Callback):
         if self.pruned:  # stopped mid-epoch: this was the rest of that epoch's bookkeeping
             return
         reason = self.channel.report(self.trial_id, epoch, metrics) if self.channel else None
-        if reason:
-            self.pruned = {"epochs_done": epoch + 1, "reason": reason}
-            self.model.stop_training = True
+        self._stop_if(reason, epoch + 1)
 
     def check(self, epochs_done: float, metrics: dict[str, float]) -> None:
         """A validation inside an epoch, at a pruning rung; may stop the trial there (Keras then
         ends the epoch early, validates as usual, and `on_epoch_end` records the partial epoch)."""
         self.checks.append({"epochs_done": epochs_done, "metrics": metrics})
         reason = self.channel.check(self.trial_id, epochs_done, metrics) if self.channel else None
+        self._stop_if(reason, epochs_done)
+
+    def _stop_if(self, reason: str | None, epochs_done: float) -> None:
+        """The pruning rule's answer: a reason stops the trial where it is."""
         if reason:
             self.pruned = {"epochs_done": epochs_done, "reason": reason}
             self.model.stop_training = True

@@ -486,8 +486,13 @@ class TrialLoop:
         for t in self.oracle.trials.values():
             if t.status == "COMPLETED" and t.metrics.exists(name):
                 history = t.metrics.get_history(name)
-                curves[t.trial_id] = [(int(o.step) + 1, float(o.value[0])) for o in history]
                 run = read_json(self.job_dir.trial_dir(t.trial_id) / "run.json", {})
+                # A trial stopped mid-epoch reported no epoch past that point while it ran
+                # (its partial epoch's score is its check's): replay what the rule heard.
+                stop = (run.get("pruned") or {}).get("epochs_done", float("inf"))
+                curves[t.trial_id] = [
+                    (int(o.step) + 1, float(o.value[0])) for o in history if o.step + 1 <= stop
+                ]
                 curves[t.trial_id] += [
                     (c["epochs_done"], c["metrics"][name])
                     for c in run.get("checks") or []

@@ -386,3 +386,22 @@ def test_search_plot_from_the_job_directory(tmp_path, monkeypatch):
     png = loop.job_dir.root / "search.png"
     assert f"wrote {png}" in result.stdout
     assert matplotlib.image.imread(png).shape[:2] == (450, 1200)
+
+
+def test_resume_replays_mid_epoch_checks_as_the_rule_heard_them(tmp_path):
+    """A trial stopped at a rung inside an epoch reported its check, not the partial epoch
+    Keras validated after it: the replay for the pruning rule after a resume says the same."""
+    pruning = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2}
+    loop, _ = make_loop(tmp_path, climb, max_trials=2, epochs=4, pruning=pruning)
+    loop.run()
+    stopped, finished = sorted(loop.oracle.trials)  # the first: as if stopped at 0.5
+    path = loop.job_dir.trial_dir(stopped) / "run.json"
+    run = read_json(path)
+    run["checks"] = [{"epochs_done": 0.5, "metrics": {"val_accuracy": 0.3}}]
+    run["pruned"] = {"epochs_done": 0.5, "reason": "ASHA: ..."}
+    path.write_text(json.dumps(run))
+    curves = loop._curves()
+    assert curves[stopped] == [(0.5, 0.3)]
+    # The other trial (stopped at a whole-epoch rung, or not at all) keeps every epoch it ran.
+    history = loop.oracle.trials[finished].metrics.get_history("val_accuracy")
+    assert [epochs for epochs, _ in curves[finished]] == list(range(1, len(history) + 1))
