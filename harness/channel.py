@@ -11,9 +11,12 @@ Ray or TensorFlow.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.pruning import Pruner
+from harness.pruning import Pruner, make_pruner
+
+if TYPE_CHECKING:
+    from harness.job import JobSpec
 
 
 class EpochChannel:
@@ -63,3 +66,10 @@ class EpochChannel:
         """The reports since the last call, oldest first."""
         out, self.pending = self.pending, []
         return out
+
+
+def make_channel(spec: JobSpec) -> EpochChannel:
+    """The job's per-epoch channel with its pruning rule."""
+    objective = spec.tuner.objective
+    pruner = make_pruner(spec.tuner.pruning, spec.tuner.epochs, objective.direction)
+    return EpochChannel(pruner, objective.name, objective.direction)

@@ -50,11 +50,10 @@ def tune(
 ) -> None:
     """Run a tuning job (or continue it if its job directory already has progress)."""
     from harness.job_file import load_job
-    from harness.tuning import tune as run
 
     _require_tensorflow()
     spec = load_job(job_file, set_ or [], smoke=smoke)
-    _report(run(spec, console, address=address, overwrite=overwrite), _export_requested(spec))
+    _report(_run(spec, address, overwrite=overwrite), _export_requested(spec))
 
 
 @app.command()
@@ -65,12 +64,25 @@ def resume(
     """Continue a stopped job: finished trials are kept, the trial in flight runs again."""
     from harness.job import resume_spec
     from harness.jobdir import JobDir
-    from harness.tuning import tune as run
 
     _require_tensorflow()
     spec = resume_spec(JobDir(job_dir))
     spec.output_dir = str(job_dir)
-    _report(run(spec, console, address=address), _export_requested(spec))
+    _report(_run(spec, address), _export_requested(spec))
+
+
+def _run(spec, address: str | None, overwrite: bool = False):
+    """Runs a job. Ray and its warm workers start first, in the background, so that they
+    import TensorFlow while this process does (harness.tuning imports it) and checks the job."""
+    from harness.ray_execution import executor_for
+
+    executor = executor_for(spec, address).start()
+    try:
+        from harness.tuning import tune
+
+        return tune(spec, console, address=address, overwrite=overwrite, executor=executor)
+    finally:
+        executor.close()
 
 
 @app.command()

@@ -18,14 +18,13 @@ import psutil
 from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: keras-tuner 1.4
 from rich.console import Console
 
-from harness.channel import EpochChannel
+from harness.channel import make_channel  # noqa: F401  (tests build channels from here)
 from harness.errors import UserError
 from harness.hparams import end_trial, write_experiment, write_trial
 from harness.job import JobSpec, validate_job
 from harness.jobdir import JobDir, atomic_write_json, read_json
 from harness.oracles import make_oracle
 from harness.progress import JobProgress
-from harness.pruning import make_pruner
 from harness.space import make_hypermodel, populate_space
 from harness.strategy import keep_driver_off_gpus
 from pipelines import PIPELINES
@@ -61,9 +60,28 @@ class JobOutcome:
 
 
 def tune(
-    spec: JobSpec, console: Console, address: str | None = None, overwrite: bool = False
+    spec: JobSpec,
+    console: Console,
+    address: str | None = None,
+    overwrite: bool = False,
+    executor=None,
 ) -> JobOutcome:
-    """Runs (or resumes) a whole job and exports its best models per the export policy."""
+    """Runs (or resumes) a whole job and exports its best models per the export policy.
+
+    `executor`: a `RayExecutor` already starting (the CLI starts Ray and the workers while the
+    driver imports TensorFlow); by default one is made here. Either way it is closed on return.
+    """
+    if executor is None:
+        from harness.ray_execution import executor_for  # Ray only where trials really run
+
+        executor = executor_for(spec, address)
+    try:
+        return _tune(spec, console, overwrite, executor)
+    finally:
+        executor.close()
+
+
+def _tune(spec: JobSpec, console: Console, overwrite: bool, executor) -> JobOutcome:
     job_dir = JobDir(spec.job_dir())
     with job_dir.lock():
         _prepare_job_dir(job_dir, spec, overwrite)
@@ -92,10 +110,7 @@ def tune(
             getattr(hypermodel, "metrics", ["accuracy"]),
         )
         _warn_about_budget(spec, oracle, console)
-        from harness.ray_execution import RayExecutor  # Ray only where trials really run
-
-        channel = make_channel(spec)
-        with RayExecutor(spec.resources, channel, address, user_packages(spec)) as executor:
+        with executor:
             outcome = TrialLoop(spec, job_dir, oracle, executor, console).run()
         _plot(job_dir, console)
         if outcome.interrupted:
@@ -120,33 +135,6 @@ def _plot(job_dir: JobDir, console: Console) -> None:
         console.print(f"[yellow]warning:[/] no search.png: {type(e).__name__}: {e}")
         return
     console.print(f"search plot: {path}", highlight=False)
-
-
-def user_packages(spec: JobSpec) -> list[str]:
-    """The local package (or module file) of a job's own `package.module:Class` search space,
-    when it is not installed: what the workers of a cluster need shipped to them."""
-    import importlib.util
-    import os
-
-    name = spec.search_space.name
-    if ":" not in name:
-        return []
-    top = name.split(":")[0].split(".")[0]
-    found = importlib.util.find_spec(top)
-    if found is None or found.origin is None:
-        return []
-    origin = os.path.realpath(found.origin)
-    if "site-packages" in origin or not origin.startswith(os.path.realpath(os.getcwd())):
-        return []  # installed, or from elsewhere: the nodes are expected to have it
-    is_package = found.submodule_search_locations is not None
-    return [os.path.dirname(origin) if is_package else origin]
-
-
-def make_channel(spec: JobSpec) -> EpochChannel:
-    """The job's per-epoch channel with its pruning rule."""
-    objective = spec.tuner.objective
-    pruner = make_pruner(spec.tuner.pruning, spec.tuner.epochs, objective.direction)
-    return EpochChannel(pruner, objective.name, objective.direction)
 
 
 def _warn_about_budget(spec: JobSpec, oracle: kt.Oracle, console: Console) -> None:

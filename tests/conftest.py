@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import re
@@ -21,6 +22,10 @@ REAL_DATA_DIR = os.environ.get("HARNESS_DATA_DIR")
 def seed():
     random.seed(0)
     np.random.seed(0)
+    yield
+    # A trial run in this process (a warm worker's `_release`) freezes what survives its
+    # collection; the next test's garbage must not stay frozen with it.
+    gc.unfreeze()
 
 
 def tiny_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

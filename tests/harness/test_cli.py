@@ -367,6 +367,20 @@ def test_validate_checks_pinned_values_against_the_space(tmp_path, data_dir, spa
 
 
 @pytest.mark.slow
+def test_tune_refusing_a_pinned_value_while_ray_starts_is_one_line(tmp_path, data_dir):
+    """`harness tune` starts Ray and its workers before it checks the space (they import
+    TensorFlow meanwhile): a job refused then still gets one line and exit 2, and no trial."""
+    path = tmp_path / "job.yaml"
+    job = tiny_job(tmp_path, search_space={"name": "image_cnn", "fixed": {"conv_layers": 9}})
+    path.write_text(yaml.safe_dump(job))
+    result = harness("tune", str(path), env={"HARNESS_DATA_DIR": str(data_dir)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert "search_space.fixed.conv_layers: 9 is outside the space" in result.stderr
+    assert not (Path(job["output_dir"]) / "trials").exists()
+
+
+@pytest.mark.slow
 def test_installed_command_imports_a_search_space_from_the_current_directory(tmp_path):
     package = tmp_path / "mypkg"
     package.mkdir()

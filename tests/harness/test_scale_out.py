@@ -206,6 +206,9 @@ def test_warm_workers_keep_their_gpus_for_life(tmp_path, data_dir):
     for run in runs:
         gpus_by_pid.setdefault(run["pid"], set()).add(tuple(run["gpu_ids"]))
     assert len(gpus_by_pid) == 2  # two warm workers served all four trials
+    # Each worker imported TensorFlow (~3 s) before its first trial arrived, while the driver
+    # prepared the job: no trial paid for it.
+    assert all(run["timings"]["import_s"] < 1.0 for run in runs), [r["timings"] for r in runs]
     assert all(len(ids) == 1 for ids in gpus_by_pid.values())  # each kept its GPU
     assert {ids.pop() for ids in gpus_by_pid.values()} == {("0",), ("1",)}
 

@@ -3,7 +3,9 @@ data it prepared for an earlier trial with the same data options."""
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import keras_tuner as kt
 import numpy as np
@@ -48,6 +50,29 @@ def test_warm_worker_rss_stays_flat(warm_worker, tmp_path):
     slope = np.polyfit(np.arange(len(warm)), warm, 1)[0]
     # Before the fix each trial's traced graphs stayed alive: ~8 MB a trial for this tiny CNN.
     assert slope < 1.5, f"a warm worker grows {slope:.2f} MB per trial (RSS MB: {rss})"
+
+
+def test_release_collects_what_a_trial_left_before_freezing_the_rest(warm_worker):
+    """Between trials the worker collects, then freezes what survived (modules, prepared data)
+    so later collections skip it: a trial's cyclic garbage must be collected, not frozen."""
+
+    class Node:
+        pass
+
+    garbage = Node()
+    garbage.cycle = garbage  # only the cycle collector frees it
+    gone = weakref.ref(garbage)
+    del garbage
+    survivor = Node()
+    trial_runner._release()
+    assert gone() is None
+    assert gc.get_freeze_count() > 0  # the survivors are out of later collections
+    later = Node()
+    later.cycle = later
+    gone = weakref.ref(later)
+    del later
+    trial_runner._release()  # objects made after a freeze are collected by the next release
+    assert gone() is None and survivor is not None
 
 
 def _batches(data, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
