@@ -126,6 +126,7 @@ class RayExecutor:
     def start(self) -> RayExecutor:
         """Starts Ray and warms the actors in a background thread; `__enter__` waits for it."""
         if self._thread is None and not self._up:
+            self._set_local_env()
             self._thread = threading.Thread(
                 target=self._start_guarded, name="ray-start", daemon=True
             )
@@ -148,9 +149,6 @@ class RayExecutor:
         if not ray.is_initialized():
             self._init_ray()
         self._check_fits()
-        self._channel_actor = ray.remote(num_cpus=0)(EpochChannel).remote(
-            self._channel.pruner, self._channel.objective, self._channel.direction
-        )
         r = self.resources
         self._worker_cls = ray.remote(
             num_cpus=r.cpus_per_trial,
@@ -158,8 +156,12 @@ class RayExecutor:
             max_restarts=r.max_retries,
             max_task_retries=r.max_retries,
         )(TrialWorker)
+        # The trial actors first: they take the worker processes Ray started ahead of time.
         for slot in self._slots[: self._warm]:
             self._new_actor(slot)
+        self._channel_actor = ray.remote(num_cpus=0)(EpochChannel).remote(
+            self._channel.pruner, self._channel.objective, self._channel.direction
+        )
         self._up = True
 
     def _wait_started(self) -> None:
@@ -171,6 +173,7 @@ class RayExecutor:
 
     def __enter__(self) -> RayExecutor:
         if self._thread is None and not self._up:
+            self._set_local_env()
             self._start()
         self._wait_started()
         _stop_on_sigterm()
@@ -197,16 +200,30 @@ class RayExecutor:
             self._thread.join()
             self._thread = None
 
-    def _init_ray(self) -> None:
+    def _worker_env(self) -> dict[str, str]:
         env = dict(WORKER_ENV)
-        runtime_env: dict[str, Any] = {"env_vars": env}
-        if self.address and self.py_modules:
-            # Other machines do not have this directory: Ray uploads the user's packages.
-            runtime_env["py_modules"] = self.py_modules
-        else:
+        if not (self.address and self.py_modules):
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
             )
+        return env
+
+    def _set_local_env(self) -> None:
+        """A local Ray's processes inherit this process's environment: the workers' variables
+        are set here (in the main thread, before Ray starts) rather than as a runtime
+        environment, so that the worker processes Ray starts ahead of time can serve the
+        actors (a runtime environment would need new ones, ~1 s more before the first trial).
+        """
+        if not self.address and not ray.is_initialized():
+            os.environ.update(self._worker_env())
+
+    def _init_ray(self) -> None:
+        runtime_env: dict[str, Any] | None = None
+        if self.address:
+            runtime_env = {"env_vars": self._worker_env()}
+            if self.py_modules:
+                # Other machines do not have this directory: Ray uploads the user's packages.
+                runtime_env["py_modules"] = self.py_modules
         kwargs: dict[str, Any] = dict(
             runtime_env=runtime_env,
             log_to_driver=False,
