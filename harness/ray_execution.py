@@ -203,9 +203,8 @@ class RayExecutor:
     def _worker_env(self) -> dict[str, str]:
         env = dict(WORKER_ENV)
         if not (self.address and self.py_modules):
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in [os.getcwd(), os.environ.get("PYTHONPATH", "")] if p
-            )
+            paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))
         return env
 
     def _set_local_env(self) -> None:

@@ -18,7 +18,6 @@ import psutil
 from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: keras-tuner 1.4
 from rich.console import Console
 
-from harness.channel import make_channel  # noqa: F401  (tests build channels from here)
 from harness.errors import UserError
 from harness.hparams import end_trial, write_experiment, write_trial
 from harness.job import JobSpec, validate_job

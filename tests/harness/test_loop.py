@@ -14,13 +14,14 @@ import pytest
 from rich.console import Console
 from tensorboard.plugins.hparams import metadata
 
+from harness.channel import make_channel
 from harness.cli import outcome_code
 from harness.execution import FakeExecutor
 from harness.job import validate_job
 from harness.jobdir import JobDir, read_json
 from harness.oracles import make_oracle
 from harness.status import trial_rows
-from harness.tuning import TrialLoop, _prepare_job_dir, _write_spec, make_channel
+from harness.tuning import TrialLoop, _prepare_job_dir, _write_spec
 from tests.conftest import tiny_job
 
 QUIET = Console(quiet=True)
