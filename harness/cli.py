@@ -145,7 +145,7 @@ def status(
     if format_ == "json":
         sys.stdout.write(json.dumps(rows, indent=1) + "\n")
         return
-    console.print(trials_table(jd, rows))
+    console.print(trials_table(jd, rows, width=console.width))
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary(jd).items()))
     console.print(counts or "no trials yet")
     families = best_per_family(jd)

@@ -45,9 +45,16 @@ def trial_rows(job_dir: JobDir) -> list[dict[str, Any]]:
     return rows
 
 
-def trials_table(job_dir: JobDir, rows: list[dict[str, Any]] | None = None) -> Table:
-    """The rows as a terminal table: hyperparameters that differ between trials get a column
-    each; those every trial shares go in the caption."""
+# Below this many columns the table shows status words without their reasons.
+NARROW = 100
+
+
+def trials_table(
+    job_dir: JobDir, rows: list[dict[str, Any]] | None = None, width: int | None = None
+) -> Table:
+    """The rows as a terminal table of at most `width` columns (characters): hyperparameters
+    that differ between trials get a column each, as many as fit; those every trial shares,
+    and the names of those left out, go in the caption. A status's reason is cut to fit."""
     spec = job_dir.read_spec()
     objective = spec["tuner"]["objective"]["name"]
     rows = trial_rows(job_dir) if rows is None else rows
@@ -58,27 +65,65 @@ def trials_table(job_dir: JobDir, rows: list[dict[str, Any]] | None = None) -> T
     varying = [k for k in hps if len({repr(r.get(k)) for r in rows}) > 1]
     shared = {k: rows[0].get(k) for k in hps if k not in varying} if rows else {}
     tests = [k for k in _keys(rows) if k.startswith("test_")]
+    cells = {
+        "trial": [r["trial"] + (" ★ best" if r["best"] else "") for r in rows],
+        "status": [r["status"] + (f" ({r['reason']})" if r["reason"] else "") for r in rows],
+        objective: [_cell(r[objective]) for r in rows],
+        "best epoch": [_cell(r["best_epoch"]) for r in rows],
+        "epochs": [_cell(r["epochs"]) for r in rows],
+        **{k: [_cell(r.get(k)) for r in rows] for k in varying},
+        "duration": [
+            f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-" for r in rows
+        ],
+    }
+    # A header folds at its spaces ("best epoch"); a cell keeps its line.
+    natural = {k: max([*map(len, k.split()), *map(len, v)]) for k, v in cells.items()}
+    status_width = natural["status"]
+    shown = varying
+    narrow = width is not None and width < NARROW
+    if narrow:  # the status word alone, and no best-epoch column: room for hyperparameters
+        del cells["best epoch"]
+        cells["status"] = [r["status"] for r in rows]
+        natural["status"] = max(len("status"), *map(len, cells["status"]))
+    if width is not None:
+        # The status keeps room for its word and, if the terminal allows, its reason's start.
+        status_width = min(natural["status"], len("INTERRUPTED") if narrow else width // 4)
+        # Each column takes its text plus 3 (padding and a border); the table 1 more, and 2
+        # spare for rich's rounding.
+        used = 3 + status_width + 3
+        used += sum(natural[k] + 3 for k in cells if k not in (*varying, "status"))
+        shown = []
+        for k in varying:
+            if used + natural[k] + 3 <= width:
+                shown.append(k)
+                used += natural[k] + 3
+    hidden = [k for k in varying if k not in shown]
+    caption = [" ".join(f"{k}={_cell(v)}" for k, v in shared.items())]
+    for r in rows:
+        metrics = {k[len("test_") :]: r.get(k) for k in tests if r.get(k) is not None}
+        if metrics:
+            shown_metrics = " ".join(f"{k}={_cell(v)}" for k, v in metrics.items())
+            caption.append(f"exported trial {r['trial']}, on the test split: {shown_metrics}")
+    if hidden:
+        caption.append(
+            f"not shown ({len(hidden)}, too wide for this terminal): {', '.join(hidden)}; "
+            "`--format csv` or `--format json` has every hyperparameter"
+        )
     table = Table(
         title=f"{spec['name']}: {len(rows)} trials ({job_dir.root})",
-        caption=" ".join(f"{k}={_cell(v)}" for k, v in shared.items()) or None,
+        caption="\n".join(c for c in caption if c) or None,
     )
-    columns = ["trial", "status", objective, "best epoch", "epochs", *varying, *tests, "duration"]
+    columns = [c for c in ("trial", "status", objective, "best epoch", "epochs") if c in cells]
+    columns += [*shown, "duration"]
     for column in columns:
-        # Ids, statuses and scores on one line each; hyperparameter values may fold.
-        keep = column in ("trial", "status", objective, "duration")
-        table.add_column(column, overflow="fold", no_wrap=keep)
-    for r in rows:
-        status = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
-        table.add_row(
-            r["trial"] + (" ★ best" if r["best"] else ""),
-            status,
-            _cell(r[objective]),
-            _cell(r["best_epoch"]),
-            _cell(r["epochs"]),
-            *(_cell(r.get(k)) for k in varying),
-            *(_cell(r.get(k)) for k in tests),
-            f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
-        )
+        if column == "status":
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=status_width)
+        else:
+            # Ids, scores and durations on one line each; hyperparameter values may fold.
+            keep = column in ("trial", objective, "duration")
+            table.add_column(column, overflow="fold", no_wrap=keep)
+    for i in range(len(rows)):
+        table.add_row(*(cells[c][i] for c in columns))
     return table
 
 

@@ -267,6 +267,38 @@ def test_status_reads_the_job_directory_and_marks_best_and_pruned(tmp_path, monk
     assert json.loads(as_json.stdout) == json.loads(json.dumps(list(rows.values())))
 
 
+def test_status_table_fits_the_terminal_and_names_what_it_leaves_out(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from harness.status import trials_table
+
+    loop, _ = make_loop(tmp_path, climb, max_trials=3)
+    loop.run()
+    rows = trial_rows(loop.job_dir)
+    many = [f"hp_{i:02d}" for i in range(12)]
+    for n, row in enumerate(rows):
+        row.update({name: 0.001 * (n + 1) * (i + 1) for i, name in enumerate(many)})
+        row["reason"] = "a reason far longer than any terminal column should show " * 3
+    console = Console(width=80, record=True)
+    console.print(trials_table(loop.job_dir, rows, width=80))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 80, text
+    header = text.split("┡")[0]
+    assert "val_accuracy" in header and "duration" in header and "epochs" in header
+    shown = [name for name in many if name in header]
+    assert 0 < len(shown) < len(many)  # as many as fit, not none and not all
+    caption = " ".join(text.split("┘")[1].split())
+    assert f"not shown ({len(many) - len(shown)}" in caption
+    assert all(name in caption for name in many if name not in shown)
+    assert "a reason" not in text  # at 80 columns a status is its word alone
+    console = Console(width=160, record=True)
+    console.print(trials_table(loop.job_dir, rows, width=160))
+    wide = console.export_text()
+    assert max(map(len, wide.splitlines())) <= 160, wide
+    assert "best" in wide.split("┡")[0] and "(a reason far" in wide
+    assert "…" in wide  # the long reason is cut, not folded over many lines
+
+
 def test_changed_job_is_refused_on_the_same_directory(tmp_path):
     from harness.errors import UserError
 
