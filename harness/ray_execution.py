@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -230,6 +231,7 @@ class RayExecutor:
             configure_logging=True,
         )
         if self.address:
+            _probe(self.address)
             kwargs["address"] = self.address
         else:
             # "local": a Ray of its own, even when `ray start` left a cluster on this machine
@@ -406,6 +408,22 @@ AUTH_HINT = (
     "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head's token (`ray get-auth-token` on the "
     "head prints it) here and on every node; see the README, GPUs and clusters"
 )
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """A cluster address nothing answers on: Ray would retry for minutes, printing its own log
+    lines, before it gives up; a TCP connection to the head's port says so in seconds."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", a Ray Client address, or no port: Ray words those itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise UserError(
+            f"cannot reach Ray at {address}: {reason} (is a Ray head running there, "
+            "`ray start --head`, and its port open to this machine?)"
+        ) from None
 
 
 def connect_error(address: str | None, error: Exception) -> str:

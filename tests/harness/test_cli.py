@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -378,6 +379,26 @@ def test_tune_refusing_a_pinned_value_while_ray_starts_is_one_line(tmp_path, dat
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
     assert "search_space.fixed.conv_layers: 9 is outside the space" in result.stderr
     assert not (Path(job["output_dir"]) / "trials").exists()
+
+
+@pytest.mark.slow
+def test_tune_on_a_cluster_address_nothing_answers_is_one_line(tmp_path, data_dir):
+    """Ray itself would retry for minutes, printing its own log lines."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(tiny_job(tmp_path)))
+    started = time.monotonic()
+    result = harness(
+        "tune", str(path), "--address", f"127.0.0.1:{port}", env={"HARNESS_DATA_DIR": str(data_dir)}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(f"error: cannot reach Ray at 127.0.0.1:{port}: ")
+    assert time.monotonic() - started < 60
 
 
 @pytest.mark.slow
