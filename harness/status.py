@@ -84,7 +84,7 @@ def trials_table(
     if narrow:  # the status word alone, and no best-epoch column: room for hyperparameters
         del cells["best epoch"]
         cells["status"] = [r["status"] for r in rows]
-        natural["status"] = max(len("status"), *map(len, cells["status"]))
+        natural["status"] = max([len("status"), *map(len, cells["status"])])
     if width is not None:
         # The status keeps room for its word and, if the terminal allows, its reason's start.
         status_width = min(natural["status"], len("INTERRUPTED") if narrow else width // 4)

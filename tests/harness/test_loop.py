@@ -297,6 +297,7 @@ def test_status_table_fits_the_terminal_and_names_what_it_leaves_out(tmp_path, m
     assert max(map(len, wide.splitlines())) <= 160, wide
     assert "best" in wide.split("┡")[0] and "(a reason far" in wide
     assert "…" in wide  # the long reason is cut, not folded over many lines
+    Console(width=80).print(trials_table(loop.job_dir, [], width=80))  # a job without trials
 
 
 def test_changed_job_is_refused_on_the_same_directory(tmp_path):
