@@ -53,9 +53,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     keras.utils.set_random_seed(seed)
     pipeline = _pipeline(spec.data)
     meta = pipeline.describe(hp)
-    data = _within_ram_budget(
-        pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync), spec.resources
-    )
+    data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
     hypermodel = make_hypermodel(spec, meta)
     epochs, initial_epoch = _epochs(spec, hp)
     # Schedules span the job's full epochs; a Hyperband round continuing a checkpoint from
@@ -118,29 +116,6 @@ def warm_up(resources: dict[str, Any]) -> None:
     configure_devices(ResourcesSpec.model_validate(resources))
     gc.collect()
     gc.freeze()
-
-
-def _within_ram_budget(data, resources):
-    """The trial's datasets with tf.data's autotuning given a fixed RAM budget: half the memory
-    free now, shared by the job's concurrent trials.
-
-    Left unset, the autotuner works out its budget as it runs, from the memory it finds free.
-    With two trials side by side, about 1 trial in 3 then stalled for 5 s as `fit` returned,
-    while the training iterator was torn down. With the budget set, 3 trials in 48 did, each
-    the first trial of its worker (docs/BENCHMARKS.md, session 10).
-    """
-    import dataclasses
-
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    share = psutil.virtual_memory().available // 2 // max(1, resources.max_concurrent_trials)
-    options.autotune.ram_budget = max(share, 256 * 2**20)
-    return dataclasses.replace(
-        data,
-        train=data.train.with_options(options),
-        validation=None if data.validation is None else data.validation.with_options(options),
-    )
 
 
 def trial_seed(job_seed: int, trial_id: str) -> int:

@@ -75,25 +75,6 @@ def test_release_collects_what_a_trial_left_before_freezing_the_rest(warm_worker
     assert gone() is None and survivor is not None
 
 
-def test_trial_datasets_carry_a_fixed_autotune_ram_budget(tmp_path):
-    """Without it, tf.data's autotuner stalled `fit`'s return for 5 s in 1 trial of 3 when two
-    trials ran side by side (docs/BENCHMARKS.md, session 10)."""
-    import tensorflow as tf
-
-    from pipelines.base import TrainData
-
-    data = TrainData(tf.data.Dataset.range(4), tf.data.Dataset.range(2), 2, 2)
-    job = tiny_job(tmp_path, resources={"max_concurrent_trials": 2})
-    resources = validate_job(job, cross_check=False).resources
-    budgeted = trial_runner._within_ram_budget(data, resources)
-    budget = budgeted.train.options().autotune.ram_budget
-    # Half the free memory, shared by the 2 concurrent trials.
-    assert 256 * 2**20 <= budget <= psutil.virtual_memory().total // 4
-    assert budgeted.validation.options().autotune.ram_budget == budget
-    assert list(budgeted.train.as_numpy_iterator()) == [0, 1, 2, 3]  # the same elements
-    assert budgeted.steps_per_epoch == 2 and budgeted.batch_size == 2
-
-
 def _batches(data, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(x.numpy(), y.numpy()) for x, y in data.take(count)]
 
