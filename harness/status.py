@@ -81,13 +81,17 @@ def trials_table(
     status_width = natural["status"]
     shown = varying
     narrow = width is not None and width < NARROW
-    if narrow:  # the status word alone, and no best-epoch column: room for hyperparameters
+    if narrow:  # status words (a running trial's epoch kept), no best-epoch column
         del cells["best epoch"]
-        cells["status"] = [r["status"] for r in rows]
+        cells["status"] = [
+            r["status"] + (f" ({r['reason']})" if r["status"] == "RUNNING" else "") for r in rows
+        ]
         natural["status"] = max([len("status"), *map(len, cells["status"])])
     if width is not None:
         # The status keeps room for its word and, if the terminal allows, its reason's start.
-        status_width = min(natural["status"], len("INTERRUPTED") if narrow else width // 4)
+        status_width = min(
+            natural["status"], len("RUNNING (epoch 10/12)") if narrow else width // 4
+        )
         # Each column takes its text plus 3 (padding and a border); the table 1 more, and 2
         # spare for rich's rounding.
         used = 3 + status_width + 3

@@ -279,18 +279,21 @@ def test_status_table_fits_the_terminal_and_names_what_it_leaves_out(tmp_path, m
     for n, row in enumerate(rows):
         row.update({name: 0.001 * (n + 1) * (i + 1) for i, name in enumerate(many)})
         row["reason"] = "a reason far longer than any terminal column should show " * 3
+    rows[0].update(status="RUNNING", reason="epoch 2/4")  # a live trial keeps its epoch
     console = Console(width=80, record=True)
     console.print(trials_table(loop.job_dir, rows, width=80))
     text = console.export_text()
     assert max(map(len, text.splitlines())) <= 80, text
     header = text.split("┡")[0]
     assert "val_accuracy" in header and "duration" in header and "epochs" in header
-    shown = [name for name in many if name in header]
-    assert 0 < len(shown) < len(many)  # as many as fit, not none and not all
+    varying = ["quality", *many]
+    shown = [name for name in varying if name in header]
+    assert 0 < len(shown) < len(varying)  # as many as fit, not none and not all
     caption = " ".join(text.split("┘")[1].split())
-    assert f"not shown ({len(many) - len(shown)}" in caption
-    assert all(name in caption for name in many if name not in shown)
+    assert f"not shown ({len(varying) - len(shown)}," in caption
+    assert all(name in caption for name in varying if name not in shown)
     assert "a reason" not in text  # at 80 columns a status is its word alone
+    assert "RUNNING (epoch 2/4)" in text
     console = Console(width=160, record=True)
     console.print(trials_table(loop.job_dir, rows, width=160))
     wide = console.export_text()
