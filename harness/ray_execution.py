@@ -117,7 +117,7 @@ class RayExecutor:
         self._started_ray = False
         self._slots = [_Slot() for _ in range(resources.max_concurrent_trials)]
         # Actors started (and warmed) up front: no more than the job can use.
-        self._warm = min(len(self._slots), max_trials or len(self._slots))
+        self._warm_slots = min(len(self._slots), max_trials or len(self._slots))
         self._busy: dict[ray.ObjectRef, int] = {}
         self._thread: threading.Thread | None = None
         self._started, self._closed = threading.Event(), threading.Event()
@@ -158,7 +158,7 @@ class RayExecutor:
             max_task_retries=r.max_retries,
         )(TrialWorker)
         # The trial actors first: they take the worker processes Ray started ahead of time.
-        for slot in self._slots[: self._warm]:
+        for slot in self._slots[: self._warm_slots]:
             self._new_actor(slot)
         self._channel_actor = ray.remote(num_cpus=0)(EpochChannel).remote(
             self._channel.pruner, self._channel.objective, self._channel.direction

@@ -114,8 +114,7 @@ def warm_up(resources: dict[str, Any]) -> None:
     from harness.strategy import configure_devices
 
     configure_devices(ResourcesSpec.model_validate(resources))
-    gc.collect()
-    gc.freeze()
+    _release()  # collects, then freezes what the imports made
 
 
 def trial_seed(job_seed: int, trial_id: str) -> int:
