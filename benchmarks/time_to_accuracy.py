@@ -97,12 +97,13 @@ def run_keras_tuner(
     from harness.job_file import load_job
     from harness.space import job_space, make_hypermodel
     from pipelines import PIPELINES
+    from pipelines.base import without_autotune_thread
 
     spec = load_job(job, list(extra or []))  # the same overrides as the harness runs
     started = time.time()
     pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
     meta = pipeline.describe()
-    data = pipeline.train_data(None)
+    data = pipeline.train_data(None)  # as the harness's: without the autotune thread's stall
     hypermodel = make_hypermodel(spec, meta)
     build = hypermodel.build
 
@@ -159,7 +160,7 @@ def run_keras_tuner(
         pass
     wall = time.time() - started
     best = tuner.get_best_models(1)[0]
-    test = best.evaluate(pipeline.test_data(), return_dict=True, verbose=0)
+    test = best.evaluate(without_autotune_thread(pipeline.test_data()), return_dict=True, verbose=0)
     return {
         "name": f"keras-tuner ({algorithm})",
         "wall_s": wall,

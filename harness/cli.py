@@ -78,6 +78,7 @@ def _run(spec, address: str | None, overwrite: bool = False):
 
     executor = executor_for(spec, address).start()
     try:
+        executor.let_ray_start_first()
         from harness.tuning import tune
 
         return tune(spec, console, address=address, overwrite=overwrite, executor=executor)

@@ -24,6 +24,7 @@ from harness import __version__
 from harness.errors import UserError
 from harness.job import resume_spec
 from harness.jobdir import JobDir, atomic_write_json, atomic_write_text, ranked_trials
+from pipelines.base import without_autotune_thread
 
 
 def best_trials(job_dir: JobDir, top: int) -> list[dict[str, Any]]:
@@ -72,7 +73,8 @@ def export_trial(
         with warnings.catch_warnings():  # the checkpoint also holds optimizer slots: not needed
             warnings.simplefilter("ignore")
             model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
-    test_metrics = model.evaluate(pipeline.test_data(hp=hp), return_dict=True, verbose=0)
+    test = without_autotune_thread(pipeline.test_data(hp=hp))
+    test_metrics = model.evaluate(test, return_dict=True, verbose=0)
     shipped, serving = hypermodel.serving(model, pipeline, hp)
     if rank == 1 and meta.class_names and shipped is model:
         _confusion(job_dir, pipeline, model, hp, meta, trial["trial_id"])  # not for a GAN
@@ -163,7 +165,7 @@ def _confusion(job_dir: JobDir, pipeline, model, hp, meta, trial_id: str) -> Non
     from harness.summaries import write_confusion
 
     labels, preds = [], []
-    for x, y in pipeline.test_data(hp=hp):
+    for x, y in without_autotune_thread(pipeline.test_data(hp=hp)):
         preds.append(np.argmax(model.predict_on_batch(x), axis=-1))
         labels.append(np.asarray(y))
     classes = range(meta.num_classes)  # every class a row and a column, even if never seen

@@ -121,6 +121,7 @@ class RayExecutor:
         self._busy: dict[ray.ObjectRef, int] = {}
         self._thread: threading.Thread | None = None
         self._started, self._closed = threading.Event(), threading.Event()
+        self._ray_up = threading.Event()  # Ray started (or failed to); actors may still warm
         self._start_error: BaseException | None = None
         self._up = False
 
@@ -140,6 +141,7 @@ class RayExecutor:
         except BaseException as e:  # noqa: BLE001 - raised again in the main thread
             self._start_error = e
         finally:
+            self._ray_up.set()
             self._started.set()
         # Ray starts its local processes with PR_SET_PDEATHSIG, which Linux ties to the
         # creating *thread*: this thread must outlive the Ray it started, or the kernel kills
@@ -160,10 +162,27 @@ class RayExecutor:
         # The trial actors first: they take the worker processes Ray started ahead of time.
         for slot in self._slots[: self._warm_slots]:
             self._new_actor(slot)
+        self._ray_up.set()
         self._channel_actor = ray.remote(num_cpus=0)(EpochChannel).remote(
             self._channel.pruner, self._channel.objective, self._channel.direction
         )
         self._up = True
+
+    def let_ray_start_first(self) -> None:
+        """Waits, when the machine has too few cores for everything starting at once, until
+        a local Ray is up and its actors are created, before this process imports TensorFlow.
+
+        Ray's start keeps about one and a half cores busy for seconds (its GCS, raylet and
+        Python helpers), and the actors can only import TensorFlow after it. Importing
+        TensorFlow here at the same time slowed that start, so the first trial waited for its
+        actor; after it, this import runs beside the actors' (benchmarks/scaling.py, 2 cores).
+        With cores to spare, or on a cluster, both go on at once."""
+        if self._thread is None or self.address:
+            return
+        if _usable_cpus() >= self._warm_slots + 3:  # Ray's start, this import, each actor's
+            return
+        while not self._ray_up.wait(0.2):  # in steps: Ctrl-C stays prompt
+            pass
 
     def _wait_started(self) -> None:
         if self._thread is not None:
@@ -377,6 +396,13 @@ def reword_task_failures() -> None:
 
     printer.harness_reworded = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = printer
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _kill(actor) -> None:

@@ -87,12 +87,38 @@ class DataMeta:
 
 @dataclass
 class TrainData:
-    """Datasets for one trial. `train` repeats forever; `steps_per_epoch` bounds an epoch."""
+    """Datasets for one trial. `train` repeats forever; `steps_per_epoch` bounds an epoch.
+    Both go to Keras without tf.data's autotuning thread (`without_autotune_thread`)."""
 
     train: Any
     validation: Any
     steps_per_epoch: int
     batch_size: int
+
+    def __post_init__(self):
+        self.train = without_autotune_thread(self.train)
+        self.validation = without_autotune_thread(self.validation)
+
+
+def without_autotune_thread(dataset: Any) -> Any:
+    """`dataset` with tf.data's autotuning model off; applied to every dataset the harness
+    gives Keras (a trial's train and validation data, an export's refit and test data).
+
+    The model's thread sleeps between optimisations for a period that doubles up to 60 s.
+    When the iterator is destroyed, as `fit` or `evaluate` returns, that thread can miss its
+    wake-up: TensorFlow's CancellationManager runs the wake-up callback before it reports
+    itself cancelled, so the thread may check, see "not cancelled" and sleep out its period,
+    and the destruction waits for it. Measured here: 1 trial in 3 to 5 stalled 5 to 33 s after
+    its last epoch. Without the model, parallel maps run on the trial's inter-op threads and
+    `prefetch(AUTOTUNE)` still sizes its own buffer; epochs were as fast or faster
+    (docs/BENCHMARKS.md, "The stall after fit")."""
+    if dataset is None or not hasattr(dataset, "with_options"):
+        return dataset
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def for_training(examples, config: Any, batch: int, after_batch=None, augment=None):

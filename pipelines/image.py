@@ -252,8 +252,11 @@ class ImageClassificationPipeline(Pipeline):
 
     def example_batch(self, data: TrainData, hp: Any = None) -> tuple[Any, Any, bool]:
         # A dataset of its own: iterating `data.train` would move its shuffle on, so the trial
-        # that shows the examples would train on other batches than a rerun of it.
-        train = self._for_training(self._examples("train"), hp, data.batch_size)
+        # that shows the examples would train on other batches than a rerun of it. Drawn from the
+        # first batch's worth of examples: filling the job's whole shuffle buffer for one
+        # picture cost a second of the first trial.
+        examples = self._examples("train").take(data.batch_size)
+        train = self._for_training(examples, hp, data.batch_size)
         images, labels = next(iter(train))
         return images, labels, self.augment_fn(hp) is not None
 

@@ -78,3 +78,14 @@ def test_missing_dataset_names_the_import_command(tmp_path):
 def test_validation_by_count(data_dir):
     meta = make(data_dir, validation_examples=100).describe()
     assert (meta.num_train, meta.num_validation) == (500, 100)
+
+
+def test_datasets_for_keras_go_without_the_autotune_thread(data_dir):
+    # tf.data's autotuning thread can sleep out its period (up to 60 s) while `fit` destroys
+    # the iterator: train, validation and refit data all go to Keras without it.
+    pipeline = make(data_dir, batch_size=32, train_examples=400, deterministic=True)
+    data = pipeline.train_data()
+    refit = pipeline.train_and_validation_data()
+    for dataset in (data.train, data.validation, refit.train):
+        assert dataset.options().autotune.enabled is False
+    assert data.train.options().deterministic is True  # the pipeline's own options kept
