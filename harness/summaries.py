@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,21 @@ def write_examples(
         ax.set_title(_name(class_names, int(label)), fontsize=9)
     tag = "training_examples_augmented" if augmented else "training_examples"
     _write_figure(log_dir, tag, fig)
+
+
+def write_examples_once(examples: dict[str, Any]) -> None:
+    """Draws the example batch a trial sent (`trial_runner._examples`) into its board, unless
+    an earlier trial's is there."""
+    board = Path(examples["board"])
+    if any(board.glob("events.out.tfevents.*")):
+        return
+    write_examples(
+        board,
+        examples["images"],
+        examples["labels"],
+        examples["class_names"],
+        examples["augmented"],
+    )
 
 
 def _name(class_names: list[str], index: int) -> str:

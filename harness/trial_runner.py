@@ -15,6 +15,7 @@ import time
 import zlib
 from typing import Any
 
+import numpy as np
 import psutil
 
 from harness.jobdir import JobDir
@@ -64,8 +65,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         warm_start_from = _warm_start(model, hp, job_dir)
     timings["build_s"] = time.perf_counter() - t
 
-    if pipeline.shows_examples:
-        _examples_once(job_dir, hp, pipeline, data, meta)
+    examples = _examples(job_dir, hp, pipeline, data, meta) if pipeline.shows_examples else None
     recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"))
     t = time.perf_counter()
     # HyperModel.fit is Keras Tuner's hook for spaces that train in phases (transfer learning).
@@ -88,6 +88,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         "pruned": recorder.pruned,
         "checks": recorder.checks,
         "warm_start_from": warm_start_from,
+        "examples": examples,
         "hyperparameters": hp.get_config(),
         "seed": seed,
         "timings": timings,
@@ -165,23 +166,28 @@ def _release() -> None:
     gc.freeze()
 
 
-def _examples_once(job_dir: JobDir, hp, pipeline, data, meta) -> None:
-    """Labelled training images, as the model sees them, in the job's `examples` run: once per
-    augmentation (one run per tuned `augment_strength`), by whichever worker gets there first,
-    so trials do not pay for a picture that would be the same each time."""
-    strength = hp.values.get("augment_strength")
-    board = job_dir.tensorboard_dir / "examples"
-    if strength is not None:
-        board = board / f"augment_strength_{strength:g}"
-    board.mkdir(parents=True, exist_ok=True)
-    try:
-        os.close(os.open(board / ".claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    from harness.summaries import write_examples
-
+def _examples(job_dir: JobDir, hp, pipeline, data, meta) -> dict[str, Any] | None:
+    """A few labelled training images, as the model sees them, for the job's `examples` run
+    (one run per tuned `augment_strength`): sent with the result until the driver has drawn
+    them (`harness.summaries.write_examples_once`), so that the drawing (matplotlib, a second
+    in a new worker) is not part of any trial."""
+    board = examples_board(job_dir, hp.values.get("augment_strength"))
+    if any(board.glob("events.out.tfevents.*")):
+        return None
     images, labels, augmented = pipeline.example_batch(data, hp)
-    write_examples(board, images, labels, meta.class_names, augmented)
+    count = 8  # what the grid shows
+    return {
+        "board": str(board),
+        "images": np.asarray(images[:count]),
+        "labels": np.asarray(labels[:count]),
+        "augmented": augmented,
+        "class_names": list(meta.class_names),
+    }
+
+
+def examples_board(job_dir: JobDir, strength: float | None):
+    board = job_dir.tensorboard_dir / "examples"
+    return board if strength is None else board / f"augment_strength_{strength:g}"
 
 
 def _record_attempt(job_dir: JobDir, trial_id: str) -> dict[str, Any]:

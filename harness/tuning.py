@@ -26,6 +26,7 @@ from harness.oracles import make_oracle
 from harness.progress import JobProgress
 from harness.space import make_hypermodel, populate_space
 from harness.strategy import keep_driver_off_gpus
+from harness.summaries import write_examples_once
 from pipelines import PIPELINES
 from pipelines.image_sources import SPLIT_METHOD
 from pipelines.tfds_source import resolve_data_dir
@@ -271,6 +272,7 @@ class TrialLoop:
         self.started = time.time()
         self._earlier_elapsed = read_json(job_dir.state_path, {}).get("elapsed_s", 0.0)
         self._failures_in_a_row = 0
+        self._examples: list[dict[str, Any]] = []  # example batches trials sent, to draw
         self.outcome = JobOutcome(job_dir)
         # Workers (maybe on other nodes) read data from the directory the driver resolved.
         self._worker_spec = spec.model_dump(mode="json")
@@ -307,6 +309,7 @@ class TrialLoop:
                     self._submit(free.pop(0), trial)
                     continue
                 break  # IDLE: Hyperband waits for the running trials of its round
+            self._draw_examples()  # after the submissions: no trial waits for the drawing
             if not self.running:
                 return
             for handle in self.executor.wait(list(self.running), timeout=1.0):
@@ -378,8 +381,15 @@ class TrialLoop:
             self.live[report["trial_id"]] = report
         self._show_progress()
 
+    def _draw_examples(self) -> None:
+        """The example images the first trials sent, in TensorBoard's `examples` run."""
+        while self._examples:
+            write_examples_once(self._examples.pop(0))
+
     def _finish(self, trial, result: dict[str, Any] | None, error: str | None) -> None:
         if result is not None:
+            if result.get("examples"):
+                self._examples.append(result["examples"])
             error = self._report_epochs(trial, result)
         trial.status = "FAILED" if error else "COMPLETED"
         pruned = (result or {}).get("pruned") if not error else None

@@ -160,7 +160,7 @@ class ImageClassificationPipeline(Pipeline):
             self._prepared[part] = self._prepare(part)
         return self._prepared[part]
 
-    def _prepare(self, part: str):
+    def _prepare(self, part: str, cache: bool = True):
         import tensorflow as tf
 
         kind, *args = self._plan[part]
@@ -172,6 +172,8 @@ class ImageClassificationPipeline(Pipeline):
                 lambda x, y: (tf.cast(tf.image.resize(x, size), tf.uint8), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
+        if not cache:
+            return ds
         # Cache after decode/resize: decoding dominates the step; uint8 keeps the cache small.
         key = cache_key(
             source=self._info["identity"],
@@ -253,9 +255,10 @@ class ImageClassificationPipeline(Pipeline):
     def example_batch(self, data: TrainData, hp: Any = None) -> tuple[Any, Any, bool]:
         # A dataset of its own: iterating `data.train` would move its shuffle on, so the trial
         # that shows the examples would train on other batches than a rerun of it. Drawn from the
-        # first batch's worth of examples: filling the job's whole shuffle buffer for one
-        # picture cost a second of the first trial.
-        examples = self._examples("train").take(data.batch_size)
+        # first batch's worth of examples, read before the cache (a partial read of a tf.data
+        # cache is discarded, and here changed what the trial then trained on): filling the
+        # job's whole shuffle buffer for one picture cost a second of the first trial.
+        examples = self._prepare("train", cache=False).take(data.batch_size)
         train = self._for_training(examples, hp, data.batch_size)
         images, labels = next(iter(train))
         return images, labels, self.augment_fn(hp) is not None
