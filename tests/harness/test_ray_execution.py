@@ -64,3 +64,41 @@ def test_other_raylet_messages_pass_unchanged(capsys):
     reword_task_failures()
     ray_worker.print_to_stdstream(notice("something else entirely"), ignore_prefix=False)
     assert "something else entirely" in capsys.readouterr().out
+
+
+def _executor(monkeypatch, cpus: int, address: str | None = None, slots: int = 1):
+    """A RayExecutor whose background start is a thread that sets `_ray_up` when told."""
+    import threading
+
+    from harness import ray_execution
+    from harness.channel import EpochChannel
+    from harness.job import ResourcesSpec
+
+    monkeypatch.setattr(ray_execution, "_usable_cpus", lambda: cpus)
+    executor = ray_execution.RayExecutor(
+        ResourcesSpec(max_concurrent_trials=slots), EpochChannel(None, "loss", "min"), address
+    )
+    release = threading.Event()
+    executor._thread = threading.Thread(target=lambda: release.wait() and executor._ray_up.set())
+    executor._thread.start()
+    return executor, release
+
+
+def _waited(executor, release, seconds: float = 0.5) -> bool:
+    import threading
+    import time
+
+    threading.Timer(seconds, release.set).start()
+    started = time.monotonic()
+    executor.let_ray_start_first()
+    return time.monotonic() - started >= seconds * 0.8
+
+
+def test_a_small_machine_lets_a_local_ray_start_before_the_driver_imports(monkeypatch):
+    assert _waited(*_executor(monkeypatch, cpus=2, slots=1))
+    assert _waited(*_executor(monkeypatch, cpus=4, slots=2))
+
+
+def test_cores_to_spare_or_a_cluster_start_both_at_once(monkeypatch):
+    assert not _waited(*_executor(monkeypatch, cpus=8, slots=2))
+    assert not _waited(*_executor(monkeypatch, cpus=2, address="10.0.0.1:6379"))
