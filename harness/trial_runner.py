@@ -171,7 +171,7 @@ def _examples(job_dir: JobDir, hp, pipeline, data, meta) -> dict[str, Any] | Non
     (one run per tuned `augment_strength`): sent with the result until the driver has drawn
     them (`harness.summaries.write_examples_once`), so that the drawing (matplotlib, a second
     in a new worker) is not part of any trial."""
-    board = examples_board(job_dir, hp.values.get("augment_strength"))
+    board = _examples_board(job_dir, hp.values.get("augment_strength"))
     if any(board.glob("events.out.tfevents.*")):
         return None
     images, labels, augmented = pipeline.example_batch(data, hp)
@@ -185,7 +185,7 @@ def _examples(job_dir: JobDir, hp, pipeline, data, meta) -> dict[str, Any] | Non
     }
 
 
-def examples_board(job_dir: JobDir, strength: float | None):
+def _examples_board(job_dir: JobDir, strength: float | None):
     board = job_dir.tensorboard_dir / "examples"
     return board if strength is None else board / f"augment_strength_{strength:g}"
 
