@@ -8,8 +8,10 @@ it at the end, so a killed import never leaves a half-written dataset behind.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
+import io
 import json
 import zlib
 from collections.abc import Callable, Iterator
@@ -129,9 +131,12 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
                 f"{marker.parent} to import this one"
             )
         return existing
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+    # TFDS prints "Downloading and preparing dataset ..." and "... downloaded and prepared":
+    # nothing is downloaded here, and the CLI says what was imported in one line of its own.
+    with contextlib.redirect_stdout(io.StringIO()):
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        )
     marker.write_text(json.dumps({"file": str(path.resolve()), "sha256": digest}) + "\n")
     return {name: split.num_examples for name, split in builder.info.splits.items()}
 

@@ -85,7 +85,7 @@ def test_npz_with_wrong_arrays_names_the_file(tmp_path):
         import_dataset(IMPORTERS.get("fashion_mnist"), path, tmp_path / "out")
 
 
-def test_imdb_jsonl_import(tmp_path):
+def test_imdb_jsonl_import(tmp_path, capfd):
     import tensorflow_datasets as tfds
 
     path = tmp_path / "imdb_reviews.jsonl.gz"
@@ -98,6 +98,8 @@ def test_imdb_jsonl_import(tmp_path):
         f.writelines(json.dumps(r) + "\n" for r in rows)
     counts = import_dataset(IMPORTERS.get("imdb_reviews"), path, tmp_path / "tfds")
     assert counts == {"train": 6, "test": 6}
+    printed = capfd.readouterr()
+    assert "Downloading" not in printed.out + printed.err  # nothing was downloaded
     texts = [
         t.numpy().decode()
         for t, _ in tfds.load(
