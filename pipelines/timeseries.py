@@ -33,6 +33,7 @@ from pipelines.base import (
     check_default_among_choices,
     declare_choice,
     for_training,
+    without_autotune_thread,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -429,7 +430,7 @@ class TimeSeriesPipeline(Pipeline):
         it (count, horizon, targets), in time order and in the CSV's units: `test_data`'s
         windows (the ones `test_metrics` scores), with the normalisation undone."""
         series = self._series()
-        batches = list(self.test_data(hp=hp).as_numpy_iterator())
+        batches = list(without_autotune_thread(self.test_data(hp=hp)).as_numpy_iterator())
         inputs = np.concatenate([x for x, _ in batches]) * series.std + series.mean
         targets = np.concatenate([y for _, y in batches])
         targets = targets * series.std[series.target_indices] + series.mean[series.target_indices]
