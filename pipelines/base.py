@@ -108,8 +108,8 @@ def without_autotune_thread(dataset: Any) -> Any:
     When the iterator is destroyed, as `fit` or `evaluate` returns, that thread can miss its
     wake-up: TensorFlow's CancellationManager runs the wake-up callback before it reports
     itself cancelled, so the thread may check, see "not cancelled" and sleep out its period,
-    and the destruction waits for it. Measured here: 1 trial in 3 to 8 stalled 5 to 8 s after
-    its last epoch. Without the model, parallel maps run on the trial's inter-op threads and
+    and the destruction waits for it. Measured here: up to 2 trials in 5 stalled 5 to 8 s after
+    their last epoch. Without the model, parallel maps run on the trial's inter-op threads and
     `prefetch(AUTOTUNE)` still sizes its own buffer; epochs were as fast or faster
     (docs/BENCHMARKS.md, "The stall after `fit`")."""
     if dataset is None or not hasattr(dataset, "with_options"):
