@@ -8,9 +8,21 @@ from typing import Any
 
 import numpy as np
 
+EXAMPLES_SHOWN = 8  # images in the example grid
+
+
+def examples_drawn(board: Path) -> bool:
+    """Whether a job's `examples` run `board` has its grid already (an event file)."""
+    return any(board.glob("events.out.tfevents.*"))
+
 
 def write_examples(
-    log_dir: Path, images, labels, class_names: list[str], augmented: bool, count: int = 8
+    log_dir: Path,
+    images,
+    labels,
+    class_names: list[str],
+    augmented: bool,
+    count: int = EXAMPLES_SHOWN,
 ) -> None:
     """A few training images as the model sees them (before its rescaling), in one grid, each
     titled with its class; the tag says whether they are augmented."""
@@ -38,7 +50,7 @@ def write_examples_once(examples: dict[str, Any]) -> None:
     """Draws the example batch a trial sent (`trial_runner._examples`) into its board, unless
     an earlier trial's is there."""
     board = Path(examples["board"])
-    if any(board.glob("events.out.tfevents.*")):
+    if examples_drawn(board):
         return
     write_examples(
         board,

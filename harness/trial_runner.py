@@ -171,15 +171,16 @@ def _examples(job_dir: JobDir, hp, pipeline, data, meta) -> dict[str, Any] | Non
     (one run per tuned `augment_strength`): sent with the result until the driver has drawn
     them (`harness.summaries.write_examples_once`), so that the drawing (matplotlib, a second
     in a new worker) is not part of any trial."""
+    from harness.summaries import EXAMPLES_SHOWN, examples_drawn
+
     board = _examples_board(job_dir, hp.values.get("augment_strength"))
-    if any(board.glob("events.out.tfevents.*")):
+    if examples_drawn(board):
         return None
     images, labels, augmented = pipeline.example_batch(data, hp)
-    count = 8  # what the grid shows
     return {
         "board": str(board),
-        "images": np.asarray(images[:count]),
-        "labels": np.asarray(labels[:count]),
+        "images": np.asarray(images[:EXAMPLES_SHOWN]),
+        "labels": np.asarray(labels[:EXAMPLES_SHOWN]),
         "augmented": augmented,
         "class_names": list(meta.class_names),
     }
