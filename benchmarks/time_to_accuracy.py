@@ -5,9 +5,11 @@ Usage (real data imported into HARNESS_DATA_DIR):
         --out results/tta [--baseline hyperband|bayesian|none] [--harness-oracles asha,random]
 
 For each harness variant, runs `harness tune JOB` with `tuner.time_budget_s` set to the budget
-(export included, so the exported model's test score is on the full test split), and reads each
-trial's end time and objective from the job directory: best-so-far validation objective against
-wall time since the command started. The baseline is what a user would do without the harness:
+(export included, so the exported model's test score is on the full test split), and reads
+from the job directory every validation result with its time (each epoch's end from the trials'
+TensorBoard logs, each trial's final objective from its record): best-so-far validation
+objective against wall time since the command started, measured as the baseline's (a point at
+every epoch's end). The baseline is what a user would do without the harness:
 the job's search space and data tuned by `kt.Hyperband` or `kt.BayesianOptimization` with
 `tuner.search` in one process, stopped at the same budget; its best model is then scored on the
 same test split. Writes `<out>/curves.json` and `<out>/curves.png` (all curves on one plot).
@@ -57,7 +59,12 @@ def run_harness(
     log = (out / f"harness-{variant}.log").open("w")
     code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.time() - started
-    points = []
+    # Every validation the harness ran counts when it ran, as every epoch of the baseline's
+    # trials does: epoch ends (and a pruned trial's partial epoch) from TensorBoard.
+    points = [
+        (t - started, value)
+        for t, value in validation_points(job_dir / "tensorboard", objective_of(job, extra))
+    ]
     for path in (job_dir / "trials").glob("*/run.json"):
         run = json.loads(path.read_text())
         trial = json.loads(
@@ -76,6 +83,35 @@ def run_harness(
         "curve": best_so_far(points),
         "test_metrics": test,
     }
+
+
+def objective_of(job: Path, extra: list[str] | None) -> str:
+    from harness.job_file import load_job
+
+    return load_job(job, list(extra or [])).tuner.objective.name
+
+
+def validation_points(board: Path, objective: str) -> list[tuple[float, float]]:
+    """(wall time, value) of each epoch-end `objective` the trials logged to TensorBoard
+    (Keras's callback: `val_accuracy` is `epoch_accuracy` in a trial's `validation` run)."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    folder, tag = "train", f"epoch_{objective}"
+    if objective.startswith("val_"):
+        folder, tag = "validation", f"epoch_{objective.removeprefix('val_')}"
+    points = []
+    for run in sorted(board.glob(f"trial_*/{folder}")):
+        events = event_accumulator.EventAccumulator(
+            str(run), size_guidance={event_accumulator.TENSORS: 0}
+        )
+        events.Reload()
+        if tag in events.Tags()["tensors"]:
+            points += [
+                (e.wall_time, float(tensor_util.make_ndarray(e.tensor_proto)))
+                for e in events.Tensors(tag)
+            ]
+    return points
 
 
 def best_so_far(points: list[tuple[float, float]], maximize: bool = True) -> list[list[float]]:

@@ -112,7 +112,10 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
             return examples
 
     tfds.disable_progress_bar()  # the CLI shows its own spinner; TFDS's bars garble logs
-    builder = LocalCopy(data_dir=str(data_dir))
+    from pipelines.tfds_source import no_bucket_lookup
+
+    with no_bucket_lookup():
+        builder = LocalCopy(data_dir=str(data_dir))
     examples.update(importer.read(path))  # checked here, before TFDS writes anything
     marker = Path(builder.data_dir).parent / ".harness_import.json"
     digest = _sha256(path)

@@ -8,10 +8,13 @@ so `tfds.load(NAME, data_dir=...)` reads it the same way.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 from harness_core.errors import UserError
 from pipelines import IMPORTERS
@@ -48,10 +51,27 @@ def check_dataset_name(name: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def no_bucket_lookup() -> Iterator[None]:
+    """While building a TFDS builder for a dataset not yet prepared: skip TFDS's look-up of
+    its metadata on GCS when TFDS has GCS access off (its default). The look-up would then
+    find nothing, but it makes a temporary directory first and leaves it behind: one empty
+    `/tmp/tmp*tfds` per builder, hundreds over a day of jobs and tests."""
+    from tensorflow_datasets.core import dataset_info
+    from tensorflow_datasets.core.utils import gcs_utils
+
+    if not getattr(gcs_utils, "_is_gcs_disabled", False):
+        yield
+        return
+    with mock.patch.object(dataset_info.DatasetInfo, "initialize_from_bucket", lambda self: None):
+        yield
+
+
 def builder(name: str, data_dir: Path):
     import tensorflow_datasets as tfds
 
-    return tfds.builder(name, data_dir=str(data_dir))
+    with no_bucket_lookup():
+        return tfds.builder(name, data_dir=str(data_dir))
 
 
 def missing_message(name: str, data_dir: Path) -> str:

@@ -138,3 +138,21 @@ def test_a_failed_download_is_one_error_naming_the_offline_import(tmp_path, monk
     assert message.startswith("download failed (") and "\n" not in message
     assert "harness data import imdb_reviews PATH/TO/imdb_reviews.jsonl.gz" in message
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+
+
+def test_builders_of_unprepared_datasets_leave_no_temporary_directories(
+    tmp_path, tiny_npz, monkeypatch
+):
+    import tempfile
+
+    from pipelines import tfds_source
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    empty = tmp_path / "empty"
+    with pytest.raises(UserError, match="not prepared"):
+        tfds_source.ensure_prepared("fashion_mnist", empty, download=False)
+    import_dataset(IMPORTERS.get("fashion_mnist"), tiny_npz, tmp_path / "fresh")
+    assert tfds_source.builder("fashion_mnist", tmp_path / "fresh").is_prepared()
+    assert list(scratch.iterdir()) == []  # TFDS alone leaves an empty tmp*tfds per builder
