@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import zlib
 from typing import Any
@@ -26,9 +27,9 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     timings = {"queued_s": started - request["submitted_at"]}
     t = time.perf_counter()
+    import_keras_without_extras()  # timed: the import is part of a trial's fixed cost
     import keras
     import keras_tuner as kt
-    import tensorflow as tf  # noqa: F401  (timed: the import is part of a trial's fixed cost)
 
     from harness.callbacks import EpochRecorder
     from harness.job import validate_job
@@ -104,10 +105,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
 def warm_up(resources: dict[str, Any]) -> None:
     """A new worker's start, before its first trial: imports, device set-up (threads, GPU
     memory growth, logical CPUs), and the imported modules frozen out of garbage collection."""
-    import keras  # noqa: F401
-    import keras_tuner  # noqa: F401
-    import tensorflow  # noqa: F401
-
+    import_keras_without_extras()
     import harness.callbacks  # noqa: F401
     import harness.space  # noqa: F401
     import pipelines  # noqa: F401
@@ -116,6 +114,35 @@ def warm_up(resources: dict[str, Any]) -> None:
 
     configure_devices(ResourcesSpec.model_validate(resources))
     _release()  # collects, then freezes what the imports made
+
+
+# Imported by `import keras` / `import keras_tuner` whenever installed, used by no trial:
+# scikit-learn for Keras's `keras.wrappers` estimators and Keras Tuner's Bayesian oracle and
+# sklearn tuner, matplotlib's pyplot for `keras.visualization`.
+KERAS_EXTRAS = ("sklearn", "matplotlib")
+
+
+def import_keras_without_extras() -> None:
+    """Imports TensorFlow, Keras and Keras Tuner as a worker needs them: without the extras
+    above, which Keras and Keras Tuner then leave out as when the packages are not installed.
+
+    They were 1.9 s of a worker's 6.6-7.0 s of imports on a slow 2-core machine
+    (`docs/BENCHMARKS.md`), paid by every worker process before its first trial. The packages
+    stay importable: only the imports made while Keras loads are refused. A process that has
+    imported Keras already (a test, a user's own script) is left as it is."""
+    if "keras" in sys.modules:
+        return
+    refused = [name for name in KERAS_EXTRAS if name not in sys.modules]
+    for name in refused:
+        sys.modules[name] = None  # `import name` raises ImportError, as when not installed
+    try:
+        import keras  # noqa: F401
+        import keras_tuner  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        for name in refused:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def trial_seed(job_seed: int, trial_id: str) -> int:
