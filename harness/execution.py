@@ -10,6 +10,7 @@ The tuning loop (harness/tuning.py) talks to an executor through a few calls:
         executor.kill(handle)               stop one trial now (time limit); no result follows
         executor.cancel(handles)            stop them all (interrupt)
         executor.seed(curves)               earlier trials' curves, for the pruning rule
+        executor.wait_started()             before the driver imports TFDS (`RayExecutor`)
 
 `RayExecutor` (harness/ray_execution.py) runs `run_trial` in warm Ray actors. `FakeExecutor`
 replays scripted epochs in the driver's process, so the loop (pruning, failures, budgets,
@@ -54,6 +55,9 @@ class FakeExecutor:
 
     def __exit__(self, *exc) -> None:
         self.running.clear()
+
+    def wait_started(self) -> None:
+        """Nothing starts in the background here."""
 
     def submit(self, request: dict[str, Any]) -> int:
         if len(self.running) >= self.capacity:

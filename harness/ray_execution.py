@@ -184,6 +184,18 @@ class RayExecutor:
         while not self._ray_up.wait(0.2):  # in steps: Ctrl-C stays prompt
             pass
 
+    def wait_started(self) -> None:
+        """Waits until the background start is done (its error, if any, `__enter__` raises).
+
+        The driver calls it before it first imports TensorFlow Datasets. That import swaps
+        `builtins.__import__` for the whole process while it runs (etils' `lazy_imports`), so
+        an import the start thread makes at that moment gets a lazy stand-in instead of the
+        module: seen as `TypeError: 'LazyModule' object is not callable` from Ray's
+        `RDTManager()` when the first actor was created."""
+        if self._thread is not None:
+            while not self._started.wait(0.2):  # in steps: Ctrl-C stays prompt
+                pass
+
     def _wait_started(self) -> None:
         if self._thread is not None:
             self._started.wait()

@@ -155,7 +155,11 @@ TRAINS = re.compile(r"train|fit|reload|saved_model|builds|discovers")
 def pytest_collection_modifyitems(config, items):
     """Marks `slow` every test that starts Ray (it uses `ray_local`), lives in a module of
     end-to-end runs or trains a search space's models, so `pytest -m "not slow"` is the fast
-    loop (the FakeExecutor's tests cover the search loop there)."""
+    loop (the FakeExecutor's tests cover the search loop there).
+
+    Then runs the longest first: pytest-xdist's `worksteal` hands each process a contiguous
+    share and moves only queued tests, so a 1-2 minute end-to-end test collected last keeps
+    one process busy while the other has nothing left (a tail of minutes on 2 cores)."""
     for item in items:
         if (
             "ray_local" in getattr(item, "fixturenames", ())
@@ -163,3 +167,12 @@ def pytest_collection_modifyitems(config, items):
             or (item.path.parent.name == "search_spaces" and TRAINS.search(item.name))
         ):
             item.add_marker(pytest.mark.slow)
+
+    def expected_cost(item) -> int:
+        if item.path.name in SLOW_MODULES:
+            return 0
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            return 1
+        return 2 if item.get_closest_marker("slow") else 3
+
+    items.sort(key=expected_cost)  # stable: modules keep their order within each class

@@ -102,3 +102,48 @@ def test_a_small_machine_lets_a_local_ray_start_before_the_driver_imports(monkey
 def test_cores_to_spare_or_a_cluster_start_both_at_once(monkeypatch):
     assert not _waited(*_executor(monkeypatch, cpus=8, slots=2))
     assert not _waited(*_executor(monkeypatch, cpus=2, address="10.0.0.1:6379"))
+
+
+def test_wait_started_blocks_until_the_start_thread_is_done(monkeypatch):
+    import threading
+    import time
+
+    executor, release = _executor(monkeypatch, cpus=8, slots=1)
+    executor._thread = threading.Thread(target=lambda: release.wait() and executor._started.set())
+    executor._thread.start()
+    threading.Timer(0.5, release.set).start()
+    started = time.monotonic()
+    executor.wait_started()
+    assert time.monotonic() - started >= 0.4
+
+
+def test_the_driver_reads_its_data_only_once_the_workers_have_started(tmp_path, monkeypatch):
+    """TFDS's import swaps `builtins.__import__` process-wide for a moment (etils'
+    `lazy_imports`); Ray's start thread importing then got a lazy stand-in and the job died
+    with "TypeError: 'LazyModule' object is not callable". So the data (which imports TFDS)
+    comes after the start thread is done."""
+    import pytest
+    from rich.console import Console
+
+    from harness import tuning
+    from harness.job import validate_job
+    from tests.conftest import tiny_job
+
+    calls = []
+
+    class Executor:
+        def wait_started(self):
+            calls.append("workers started")
+
+        def close(self):
+            calls.append("closed")
+
+    def pipeline(name):
+        calls.append("data")
+        raise RuntimeError("enough")
+
+    spec = validate_job(tiny_job(tmp_path))
+    monkeypatch.setattr(tuning.PIPELINES, "get", pipeline)
+    with pytest.raises(RuntimeError, match="enough"):
+        tuning.tune(spec, Console(quiet=True), executor=Executor())
+    assert calls == ["workers started", "data", "closed"]
