@@ -79,6 +79,11 @@ def _run(spec, address: str | None, overwrite: bool = False):
     executor = executor_for(spec, address).start()
     try:
         executor.let_ray_start_first()
+        from harness.lean_imports import import_keras_without_extras
+
+        # The driver uses scikit-learn only for the Bayesian oracle (and later for the
+        # confusion matrix at export, which imports it then).
+        import_keras_without_extras(keep=("sklearn",) if spec.tuner.algorithm == "bayesian" else ())
         from harness.tuning import tune
 
         return tune(spec, console, address=address, overwrite=overwrite, executor=executor)

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 import time
 import zlib
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 import psutil
 
 from harness.jobdir import JobDir
+from harness.lean_imports import import_keras_without_extras
 
 
 def run_trial(request: dict[str, Any]) -> dict[str, Any]:
@@ -114,35 +114,6 @@ def warm_up(resources: dict[str, Any]) -> None:
 
     configure_devices(ResourcesSpec.model_validate(resources))
     _release()  # collects, then freezes what the imports made
-
-
-# Imported by `import keras` / `import keras_tuner` whenever installed, used by no trial:
-# scikit-learn for Keras's `keras.wrappers` estimators and Keras Tuner's Bayesian oracle and
-# sklearn tuner, matplotlib's pyplot for `keras.visualization`.
-KERAS_EXTRAS = ("sklearn", "matplotlib")
-
-
-def import_keras_without_extras() -> None:
-    """Imports TensorFlow, Keras and Keras Tuner as a worker needs them: without the extras
-    above, which Keras and Keras Tuner then leave out as when the packages are not installed.
-
-    They were 1.9 s of a worker's 6.6-7.0 s of imports on a slow 2-core machine
-    (`docs/BENCHMARKS.md`), paid by every worker process before its first trial. The packages
-    stay importable: only the imports made while Keras loads are refused. A process that has
-    imported Keras already (a test, a user's own script) is left as it is."""
-    if "keras" in sys.modules:
-        return
-    refused = [name for name in KERAS_EXTRAS if name not in sys.modules]
-    for name in refused:
-        sys.modules[name] = None  # `import name` raises ImportError, as when not installed
-    try:
-        import keras  # noqa: F401
-        import keras_tuner  # noqa: F401
-        import tensorflow  # noqa: F401
-    finally:
-        for name in refused:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
 
 
 def trial_seed(job_seed: int, trial_id: str) -> int:
