@@ -86,7 +86,7 @@ def _tune(spec: JobSpec, console: Console, overwrite: bool, executor) -> JobOutc
     with job_dir.lock():
         _prepare_job_dir(job_dir, spec, overwrite)
         console.print(f"[bold]job[/] {spec.name} -> {job_dir.root}")
-        executor.wait_started()  # no import in its thread while the data's imports TFDS
+        executor.wait_started()  # its thread must not import while the data code imports TFDS
         pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
         pipeline.check_available()
         meta = pipeline.describe()
