@@ -104,6 +104,28 @@ def ray_local(data_dir):
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def finished_job(ray_local, tmp_path_factory):
+    """Two trials on Ray (one fails by design), exported with every format and refit: one run
+    read by several modules' tests, each marked `xdist_group("finished_job")` so it runs once."""
+    from rich.console import Console
+
+    from harness.job import validate_job
+    from harness.jobdir import JobDir
+    from harness.tuning import tune
+
+    tmp = tmp_path_factory.mktemp("finished")
+    job = tiny_job(
+        tmp,
+        search_space={"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": PINNED_CNN},
+        tuner={"algorithm": "grid", "max_trials": 2, "epochs": 2},
+        export={"policy": "best", "formats": ["keras", "saved_model", "tflite"], "retrain": True},
+    )
+    spec = validate_job(job)
+    outcome = tune(spec, Console(quiet=True))
+    return JobDir(spec.job_dir()), outcome
+
+
 # Every image_cnn hyperparameter pinned to a small net (tests that need a fixed model).
 PINNED_CNN = {
     "family": "plain",
@@ -157,9 +179,9 @@ def pytest_collection_modifyitems(config, items):
     end-to-end runs or trains a search space's models, so `pytest -m "not slow"` is the fast
     loop (the FakeExecutor's tests cover the search loop there).
 
-    Then runs the longest first: pytest-xdist's `worksteal` hands each process a contiguous
-    share and moves only queued tests, so a 1-2 minute end-to-end test collected last keeps
-    one process busy while the other has nothing left (a tail of minutes on 2 cores)."""
+    Then runs the longest first: `--dist loadgroup` hands tests out a few at a time in this
+    order, so a 1-2 minute end-to-end test starts early instead of keeping one process busy at
+    the end while the other has nothing left (a tail of minutes on 2 cores)."""
     for item in items:
         if (
             "ray_local" in getattr(item, "fixturenames", ())
@@ -176,3 +198,28 @@ def pytest_collection_modifyitems(config, items):
         return 2 if item.get_closest_marker("slow") else 3
 
     items.sort(key=expected_cost)  # stable: modules keep their order within each class
+
+
+def pytest_configure(config):
+    """`--dist loadgroup` keeps each `xdist_group` in one process only with pytest < 9.2: with
+    9.2, pytest-xdist 3.8 silently distributes grouped tests like any other
+    (pytest-dev/pytest-xdist#1386), and the jobs they share then run once per process."""
+    if config.getoption("dist", "no") == "loadgroup" and pytest.version_tuple >= (9, 2):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} breaks --dist loadgroup "
+            "(pytest-dev/pytest-xdist#1386): install pytest<9.2, as pyproject.toml's dev extra says"
+        )
+
+
+def pytest_collection_finish(session):
+    """The same, checked where it happens (a worker's collection), for a version the check
+    above lets through: a grouped test whose id lacks pytest-xdist's group suffix."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return  # not a loadgroup worker (a single process, or another --dist)
+    lost = [
+        item.nodeid
+        for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+    ]
+    if lost:  # a worker's exit reaches the terminal as pytest-xdist's INTERNALERROR, exit 3
+        pytest.exit(f"--dist loadgroup lost the group of {lost[0]}", returncode=3)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from harness.cli import app
 from harness.job_file import load_job
 from harness.jobdir import JobDir
 from harness.tuning import tune
@@ -41,16 +43,11 @@ def tensorflow_only(script: str, *args) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def harness_predict(*args) -> subprocess.CompletedProcess:
-    """`harness predict ARGS` as a user runs it; asserts it succeeded."""
-    result = subprocess.run(
-        [sys.executable, "-m", "harness", "predict", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+def harness_predict(*args):
+    """`harness predict ARGS` in this process (its own process is tested in test_observe: here
+    a second TensorFlow import would cost more than the prediction); asserts it succeeded."""
+    result = CliRunner().invoke(app, ["predict", *map(str, args)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
     return result
 
 

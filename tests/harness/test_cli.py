@@ -14,8 +14,9 @@ import pytest
 import typer
 import yaml
 
-from harness import quiet
+from harness import cli, quiet
 from harness.cli import _report, outcome_code
+from harness.errors import UserError
 from tests.conftest import REPO, tiny_job
 
 # How a user starts the command: the module, and the script pip installed next to python.
@@ -358,13 +359,18 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, case):
     ids=["fixed", "choices", "unknown"],
 )
 def test_validate_checks_pinned_values_against_the_space(tmp_path, data_dir, space, expected):
+    """In this process (a `harness` process per case would import TensorFlow three times): the
+    UserError that `main` prints as one line with exit 2, as the subprocess tests here show."""
+    from typer.testing import CliRunner
+
     path = tmp_path / "job.yaml"
     job = tiny_job(tmp_path, search_space={"name": "image_cnn", **space})
     path.write_text(yaml.safe_dump(job))
-    result = harness("validate", str(path), env={"HARNESS_DATA_DIR": str(data_dir)})
-    assert result.returncode == 2, result.stdout
-    assert result.stderr.splitlines() == [result.stderr.strip()]
-    assert result.stderr.startswith(f"error: {path}: ") and expected in result.stderr
+    result = CliRunner().invoke(cli.app, ["validate", str(path)])
+    assert isinstance(result.exception, UserError), result.output
+    message = str(result.exception)
+    assert message.splitlines() == [message]
+    assert message.startswith(f"{path}: ") and expected in message
 
 
 @pytest.mark.slow

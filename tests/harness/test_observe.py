@@ -9,29 +9,13 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from rich.console import Console
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.plugins.hparams import metadata
 
-from harness.job import validate_job
-from harness.jobdir import JobDir
-from harness.tuning import tune
-from tests.conftest import PINNED_CNN, REPO, tiny_job
+from tests.conftest import PINNED_CNN, REPO
 
-
-@pytest.fixture(scope="module")
-def finished_job(ray_local, tmp_path_factory):
-    """Two trials (one fails by design), exported with every format."""
-    tmp = tmp_path_factory.mktemp("observe")
-    job = tiny_job(
-        tmp,
-        search_space={"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": PINNED_CNN},
-        tuner={"algorithm": "grid", "max_trials": 2, "epochs": 2},
-        export={"policy": "best", "formats": ["keras", "saved_model", "tflite"], "retrain": True},
-    )
-    spec = validate_job(job)
-    outcome = tune(spec, Console(quiet=True))
-    return JobDir(spec.job_dir()), outcome
+# The job these tests read (conftest's `finished_job`) runs once, in one test process.
+pytestmark = pytest.mark.xdist_group("finished_job")
 
 
 def hparams_sessions(log_dir) -> tuple[dict, plugin_event_multiplexer.EventMultiplexer]:

@@ -32,7 +32,8 @@ def start_driver(job: dict, tmp_path: Path, *extra: str, command: str = "tune"):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        # Unbuffered: what a driver printed before a SIGKILL is read afterwards.
+        env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
         start_new_session=True,
     )
 
@@ -69,7 +70,7 @@ def _alive(process) -> bool:
 def slow_job(tmp_path: Path, **sections) -> dict:
     """Trials of several epochs, one at a time, so a kill lands mid-trial."""
     base = {
-        "tuner": {"algorithm": "random", "max_trials": 2, "epochs": 6},
+        "tuner": {"algorithm": "random", "max_trials": 2, "epochs": 3},
         "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1, "max_retries": 2},
         "export": {"policy": "none"},
     }
@@ -102,7 +103,11 @@ def test_mirrored_strategy_over_two_logical_cpus(ray_local, tmp_path):
     assert outcome.completed == 1 and outcome.exported  # trains and exports
 
 
-def test_worker_killed_mid_trial_is_retried_and_job_completes(tmp_path, data_dir):
+def test_a_worker_then_the_driver_killed_the_job_ends_as_one_run_would(tmp_path, data_dir):
+    """One job through every kill (one driver run less than a test each): SIGKILL of trial 0's
+    worker (Ray retries it in a new one), SIGKILL of the driver while trial 1 trains, SIGTERM
+    of the resumed driver (state saved, exit 130), then a second resume. The job ends as one
+    run would: each trial recorded once, one curve per trial."""
     job = slow_job(tmp_path)
     job_dir = JobDir(job["output_dir"])
     proc = start_driver(job, tmp_path)
@@ -110,45 +115,25 @@ def test_worker_killed_mid_trial_is_retried_and_job_completes(tmp_path, data_dir
     attempts = job_dir.trial_dir("0") / "attempts.jsonl"
     victim = json.loads(attempts.read_text().splitlines()[0])["pid"]
     os.kill(victim, signal.SIGKILL)
-    out = finish(proc)
-    records = job_dir.trial_records()
-    assert [r["status"] for r in records] == ["COMPLETED", "COMPLETED"]
-    # Said in the harness's words, not Ray's "(raylet) Task TrialWorker.run failed ...".
-    assert "(raylet)" not in out and "a trial's worker died (" in out, out
-    pids = [json.loads(line)["pid"] for line in attempts.read_text().splitlines()]
-    assert len(pids) == 2 and pids[0] == victim and pids[1] != victim  # retried in a new worker
-    assert records[0]["run"]["attempts"] == 2  # run.json counts Ray's retry
-    # One curve: the killed attempt's epochs were cleared before the retry trained.
-    from tensorboard.backend.event_processing import event_accumulator
-
-    validation = event_accumulator.EventAccumulator(
-        str(job_dir.trial_board("0") / "validation"), size_guidance={"tensors": 0}
-    )
-    validation.Reload()
-    steps = [e.step for e in validation.Tensors("epoch_accuracy")]
-    assert steps == list(range(6))
-
-
-def test_driver_killed_then_resumed_reaches_the_same_end(tmp_path, data_dir):
-    """SIGKILL of the driver, then SIGTERM of the resumed one (state saved, exit 130), then a
-    second resume: the job ends as one run would, each trial recorded once."""
-    job = slow_job(tmp_path, tuner={"algorithm": "random", "max_trials": 2, "epochs": 3})
-    job_dir = JobDir(job["output_dir"])
-    proc = start_driver(job, tmp_path)
     wait_for(
         lambda: (
             len([r for r in job_dir.trial_records() if r["status"] == "COMPLETED"]) >= 1
             and epoch_reached(job_dir, "1", 1)()
         ),
         300,
-        "trial 1 to be mid-training",
+        "trial 0 to be retried and trial 1 to be mid-training",
         proc,
     )
     first = job_dir.trial_records()[0]
+    pids = [json.loads(line)["pid"] for line in attempts.read_text().splitlines()]
+    assert len(pids) == 2 and pids[0] == victim and pids[1] != victim  # retried in a new worker
+    assert first["run"]["attempts"] == 2  # run.json counts Ray's retry
     local_ray = psutil.Process(proc.pid).children(recursive=True)
     assert any("raylet" in " ".join(p.cmdline()) for p in local_ray)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    out, _ = proc.communicate()
+    # Said in the harness's words, not Ray's "(raylet) Task TrialWorker.run failed ...".
+    assert "(raylet)" not in out and "a trial's worker died (" in out, out
     # The local Ray the driver started dies with it (its agents ignore SIGTERM), and
     # `harness status` sees the driver as dead although driver.pid is still there.
     wait_for(lambda: not [p for p in local_ray if _alive(p)], 60, "the local Ray to exit")
@@ -179,6 +164,15 @@ def test_driver_killed_then_resumed_reaches_the_same_end(tmp_path, data_dir):
     assert records[0]["run"]["runs"] == 1 and records[0]["score"] == first["score"]
     assert records[1]["run"]["runs"] == 3  # the trial in flight ran again, twice
     assert "2 completed, 0 pruned, 0 failed" in out
+    # One curve per trial: a killed attempt's or run's epochs are cleared before the next trains.
+    from tensorboard.backend.event_processing import event_accumulator
+
+    for trial_id in ("0", "1"):
+        validation = event_accumulator.EventAccumulator(
+            str(job_dir.trial_board(trial_id) / "validation"), size_guidance={"tensors": 0}
+        )
+        validation.Reload()
+        assert [e.step for e in validation.Tensors("epoch_accuracy")] == [0, 1, 2], trial_id
 
 
 @pytest.mark.slow

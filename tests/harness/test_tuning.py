@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import keras_tuner as kt
 import numpy as np
@@ -81,21 +79,15 @@ def test_trials_on_ray_are_recorded(ray_local, tmp_path):
             assert rerun["epochs"][0]["metrics"][metric] == value
 
 
-def test_failed_trial_is_recorded_and_search_goes_on(ray_local, tmp_path):
-    pinned = PINNED_CNN
-    space = {"name": "tests.helpers.hypermodels:ExplodingCNN", "fixed": pinned}
-    spec, outcome = run(
-        tmp_path,
-        search_space=space,
-        export={"policy": "none"},
-        tuner={"algorithm": "grid", "max_trials": 2},
-    )
-    records = JobDir(spec.job_dir()).trial_records()
+@pytest.mark.xdist_group("finished_job")
+def test_failed_trial_is_recorded_and_search_goes_on(finished_job):
+    job_dir, outcome = finished_job
+    records = job_dir.trial_records()
     by_explode = {r["hyperparameters"]["values"]["explode"]: r for r in records}
     assert len(records) == 2 and by_explode[False]["status"] == "COMPLETED"
     for record in records:  # pinned values hold, including those in conditional scopes
         values = record["hyperparameters"]["values"]
-        assert {k: values[k] for k in pinned} == pinned
+        assert {k: values[k] for k in PINNED_CNN} == PINNED_CNN
     assert by_explode[True]["status"] == "FAILED"
     assert "boom: this configuration cannot be built" in by_explode[True]["message"]
     assert outcome.completed == 1 and outcome.failed == 1
@@ -108,10 +100,11 @@ def test_second_driver_is_refused(tmp_path, data_dir):
             tune(spec, QUIET)
 
 
-def test_export_writes_loadable_models_with_manifest(ray_local, tmp_path):
-    spec, outcome = run(tmp_path, tuner={"max_trials": 1, "epochs": 2})
+@pytest.mark.xdist_group("finished_job")
+def test_export_writes_loadable_models_with_manifest(finished_job):
+    job_dir, outcome = finished_job
     (manifest,) = outcome.exported
-    version_dir = JobDir(spec.job_dir()).export_dir / "tiny" / "1"
+    version_dir = job_dir.export_dir / "tiny" / "1"
     assert manifest["path"] == str(version_dir)
     on_disk = json.loads((version_dir / "manifest.json").read_text())
     assert on_disk["trial_id"] == outcome.best[0]
@@ -138,22 +131,12 @@ def test_export_writes_loadable_models_with_manifest(ray_local, tmp_path):
     images[:, 6:9, 4:24] = 230  # class 2's band in the tiny data
     reloaded = keras.models.load_model(version_dir / "model.keras")
     keras_probs = reloaded.predict(images.astype("float32"), verbose=0)
-    # The SavedModel is loaded by plain TensorFlow in a fresh process, on raw uint8 images.
-    script = (
-        "import sys, json, numpy as np, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "x = np.array(json.loads(sys.argv[2]), np.uint8)\n"
-        "print(json.dumps(m.signatures['serving_default'](image=tf.constant(x))"
-        "['probabilities'].numpy().tolist()))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(version_dir), json.dumps(images.tolist())],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin"},
-    )
-    served = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    # The SavedModel serves raw uint8 images (in a process with only TensorFlow:
+    # test_observe.py's accuracy test).
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    served = serve(image=tf.constant(images))["probabilities"].numpy()
     np.testing.assert_allclose(served, keras_probs, atol=1e-5)
     assert served.shape == (3, 10) and np.allclose(served.sum(axis=1), 1.0, atol=1e-5)
 
