@@ -61,6 +61,8 @@ def test_smoke_variant_runs(ray_local, tmp_path, name):
         # Its refit is the same `fit` its trial ran (the phases are tested in test_transfer),
         # and tracing MobileNetV2's train step again costs 20 s.
         overrides.remove("export.retrain=true")
+    if name == "cifar10_cnn":  # image_cnn's refit runs in the fashion_mnist_cnn job
+        overrides.remove("export.retrain=true")
     # Jobs on files: the demo data their comments tell users to generate.
     demos = {
         "signals_cnn": ("make_demo_signals.py", "signals.npz", ["--train", "500"], "data.arrays"),
