@@ -88,6 +88,12 @@ def missing_message(name: str, data_dir: Path) -> str:
     )
 
 
+def surely_missing(name: str, data_dir: Path) -> bool:
+    """No version of `name` was ever prepared under `data_dir`: a look at the files, without
+    importing TFDS or TensorFlow (`ensure_prepared` is the full check)."""
+    return not any((data_dir / name.split(":")[0]).glob("**/dataset_info.json"))
+
+
 def ensure_prepared(name: str, data_dir: Path, download: bool) -> None:
     """Makes sure `name` can be loaded from `data_dir`, downloading it if allowed."""
     b = builder(name, data_dir)

@@ -108,9 +108,30 @@ def test_missing_offline_dataset_says_what_to_import(tmp_path):
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     result = harness("tune", str(path), env={"HARNESS_DATA_DIR": str(tmp_path / "empty")})
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and result.stderr.splitlines() == [result.stderr.strip()]
     assert "harness data import fashion_mnist" in result.stderr
     assert "fashion_mnist.npz" in result.stderr
+
+
+def test_missing_offline_dataset_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    from harness.job import validate_job
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for a job whose data is missing")
+
+    monkeypatch.setattr("harness.ray_execution.executor_for", no_ray)
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "empty"))
+    spec = validate_job(tiny_job(tmp_path))  # download: false
+    with pytest.raises(UserError, match="harness data import fashion_mnist PATH/TO/"):
+        cli._run(spec, None)
+    # A dataset that may be downloaded, or one imported (any version), goes on to Ray.
+    for data_dir, download in ((tmp_path / "empty", True), (tmp_path / "imported", False)):
+        (tmp_path / "imported" / "fashion_mnist" / "3.0.1").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imported" / "fashion_mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
+        monkeypatch.setenv("HARNESS_DATA_DIR", str(data_dir))
+        spec = validate_job(tiny_job(tmp_path, data={"download": download}))
+        with pytest.raises(AssertionError, match="Ray was started"):
+            cli._run(spec, None)
 
 
 @pytest.mark.slow
