@@ -89,12 +89,15 @@ def data_dir(tiny_npz, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local(data_dir):
-    """A local Ray with 2 CPUs shared by the tuning tests; workers see the test data dir."""
+    """A local Ray with 2 CPUs shared by the tuning tests; workers see the test data dir. Its 2
+    GPUs are stand-ins (Ray only sets CUDA_VISIBLE_DEVICES): a job asks for them only in
+    test_scale_out's GPUs-for-life test."""
     import ray
 
     ray.init(
         address="local",  # never a `ray start` cluster of another test (or of the user)
         num_cpus=2,
+        num_gpus=2,
         include_dashboard=False,
         log_to_driver=False,
         object_store_memory=128 * 1024**2,

@@ -175,33 +175,25 @@ def test_a_worker_then_the_driver_killed_the_job_ends_as_one_run_would(tmp_path,
         assert [e.step for e in validation.Tensors("epoch_accuracy")] == [0, 1, 2], trial_id
 
 
-@pytest.mark.slow
-def test_warm_workers_keep_their_gpus_for_life(tmp_path, data_dir):
-    """Ray declares 2 GPUs (stand-ins on this CPU machine: Ray only sets CUDA_VISIBLE_DEVICES);
-    each warm worker runs several trials and must see the same GPU id in every one."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True, connect=False, head_node_args={"num_cpus": 2, "num_gpus": 2}
+def test_warm_workers_keep_their_gpus_for_life(ray_local, tmp_path):
+    """`ray_local` declares 2 GPUs (stand-ins on this CPU machine: Ray only sets
+    CUDA_VISIBLE_DEVICES); each warm worker runs several trials and must see the same GPU id in
+    every one."""
+    job = tiny_job(
+        tmp_path,
+        tuner={"max_trials": 4, "epochs": 1},
+        resources={"cpus_per_trial": 1, "gpus_per_trial": 1, "max_concurrent_trials": 2},
+        export={"policy": "none"},
     )
-    try:
-        job = tiny_job(
-            tmp_path,
-            tuner={"max_trials": 4, "epochs": 1},
-            resources={"cpus_per_trial": 1, "gpus_per_trial": 1, "max_concurrent_trials": 2},
-            export={"policy": "none"},
-        )
-        finish(start_driver(job, tmp_path, "--address", cluster.address))
-    finally:
-        cluster.shutdown()
+    tune(validate_job(job), Console(quiet=True))
     runs = [r["run"] for r in JobDir(job["output_dir"]).trial_records()]
     assert [r["status"] for r in runs] == ["COMPLETED"] * 4
     gpus_by_pid: dict[int, set] = {}
     for run in runs:
         gpus_by_pid.setdefault(run["pid"], set()).add(tuple(run["gpu_ids"]))
     assert len(gpus_by_pid) == 2  # two warm workers served all four trials
-    # Each worker imported TensorFlow (~3 s) before its first trial arrived, while the driver
-    # prepared the job: no trial paid for it.
+    # Each worker imported TensorFlow in its `warm` call, which runs before the first trial
+    # queued behind it: no trial paid for the import.
     assert all(run["timings"]["import_s"] < 1.0 for run in runs), [r["timings"] for r in runs]
     assert all(len(ids) == 1 for ids in gpus_by_pid.values())  # each kept its GPU
     assert {ids.pop() for ids in gpus_by_pid.values()} == {("0",), ("1",)}
