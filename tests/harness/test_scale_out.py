@@ -133,12 +133,13 @@ def test_a_worker_then_the_driver_killed_the_job_ends_as_one_run_would(tmp_path,
     local_ray = psutil.Process(proc.pid).children(recursive=True)
     assert any("raylet" in " ".join(p.cmdline()) for p in local_ray)
     os.kill(proc.pid, signal.SIGKILL)
-    out, _ = proc.communicate()
-    # Said in the harness's words, not Ray's "(raylet) Task TrialWorker.run failed ...".
-    assert "(raylet)" not in out and "a trial's worker died (" in out, out
+    proc.wait()
     # The local Ray the driver started dies with it (its agents ignore SIGTERM), and
     # `harness status` sees the driver as dead although driver.pid is still there.
     wait_for(lambda: not [p for p in local_ray if _alive(p)], 60, "the local Ray to exit")
+    out, _ = proc.communicate(timeout=30)  # what the driver printed before the kill
+    # Said in the harness's words, not Ray's "(raylet) Task TrialWorker.run failed ...".
+    assert "(raylet)" not in out and "a trial's worker died (" in out, out
     assert (job_dir.root / "driver.pid").exists() and not job_dir.driver_alive()
     status = subprocess.run(
         [sys.executable, "-m", "harness", "status", job["output_dir"]],
