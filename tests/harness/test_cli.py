@@ -125,9 +125,10 @@ def test_missing_offline_dataset_is_refused_before_ray_starts(tmp_path, monkeypa
     with pytest.raises(UserError, match="harness data import fashion_mnist PATH/TO/"):
         cli._run(spec, None)
     # A dataset that may be downloaded, or one imported (any version), goes on to Ray.
+    version = tmp_path / "imported" / "fashion_mnist" / "3.0.1"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text("{}")
     for data_dir, download in ((tmp_path / "empty", True), (tmp_path / "imported", False)):
-        (tmp_path / "imported" / "fashion_mnist" / "3.0.1").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "imported" / "fashion_mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
         monkeypatch.setenv("HARNESS_DATA_DIR", str(data_dir))
         spec = validate_job(tiny_job(tmp_path, data={"download": download}))
         with pytest.raises(AssertionError, match="Ray was started"):
