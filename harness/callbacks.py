@@ -18,14 +18,18 @@ class EpochRecorder(keras.callbacks.Callback):
 
     A loss or metric that is no longer a finite number fails the trial at once (the objective
     of a diverged model means nothing, and NaN must never be ranked or exported).
+
+    `pause_to(epochs_done)`, under ASHA's promotions, is where a stopped trial's weights go, so
+    that the driver can continue it from them later.
     """
 
-    def __init__(self, job_dir: JobDir, trial_id: str, epochs: int, channel=None):
+    def __init__(self, job_dir: JobDir, trial_id: str, epochs: int, channel=None, pause_to=None):
         super().__init__()
         self.path = job_dir.trial_dir(trial_id) / "progress.json"
         self.trial_id = trial_id
         self.epochs = epochs
         self.channel = channel
+        self.pause_to = pause_to
         self.history: list[dict[str, Any]] = []
         self.checks: list[dict[str, Any]] = []  # mid-epoch validations (MidEpochCheck)
         self.pruned: dict[str, Any] | None = None
@@ -65,6 +69,9 @@ class EpochRecorder(keras.callbacks.Callback):
         if reason:
             self.pruned = {"epochs_done": epochs_done, "reason": reason}
             self.model.stop_training = True
+            if self.pause_to is not None:
+                with atomic_path(self.pause_to(epochs_done)) as tmp:
+                    self.model.save_weights(str(tmp))
 
     def timings(self) -> dict[str, float]:
         """First epoch minus a steady one: graph tracing plus filling the data cache."""
@@ -90,27 +97,42 @@ class MidEpochCheck(keras.callbacks.Callback):
         recorder: The trial's `EpochRecorder` (reports to the channel, records the check).
         points: Fractional epochs, e.g. [0.25, 0.75, 2.25] (whole numbers are left to epochs).
         steps_per_epoch: Training steps in one epoch.
+        start: (epoch, step) a continued trial takes up from (ASHA's promotion).
         validation: The validation dataset, as `fit` gets it.
     """
 
-    def __init__(self, recorder: EpochRecorder, points, steps_per_epoch: int, validation):
+    def __init__(
+        self,
+        recorder: EpochRecorder,
+        points,
+        steps_per_epoch: int,
+        validation,
+        start: tuple[int, int] = (0, 0),
+    ):
+        from harness.pruning import rung_step
+
         super().__init__()
         self.recorder = recorder
         self.validation = validation
         self.points: dict[int, list[tuple[int, float]]] = {}  # epoch -> [(step, point)]
         for point in sorted(points):
-            epoch = int(point)
-            step = min(max(1, round((point - epoch) * steps_per_epoch)), steps_per_epoch - 1)
+            epoch, step = rung_step(point, steps_per_epoch)
             if step >= 1:  # an epoch of one step has no inside
                 self.points.setdefault(epoch, []).append((step, point))
+        # A trial continued from a rung inside an epoch runs that epoch's rest as a shorter
+        # epoch: its batches count from the step it took up from.
+        self.start = start
+        self._offset = 0
         self._due: list[tuple[int, float]] = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._due = list(self.points.get(epoch, []))
+        self._offset = self.start[1] if epoch == self.start[0] else 0
 
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the last step run (several with steps_per_execution).
-        while self._due and batch + 1 >= self._due[0][0] and not self.recorder.pruned:
+        done = self._offset + batch + 1
+        while self._due and done >= self._due[0][0] and not self.recorder.pruned:
             _, point = self._due.pop(0)
             variables = self.model.metrics_variables
             saved = [v.numpy() for v in variables]
@@ -123,11 +145,11 @@ class MidEpochCheck(keras.callbacks.Callback):
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the best epoch's weights by the objective, atomically (`atomic_path`)."""
 
-    def __init__(self, path, objective):
+    def __init__(self, path, objective, best: float | None = None):
         super().__init__()
         self.path = path
         self.objective = objective
-        self.best: float | None = None
+        self.best = best  # a continued trial's best so far: saved weights it must beat
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.objective.name)

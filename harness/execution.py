@@ -10,6 +10,7 @@ The tuning loop (harness/tuning.py) talks to an executor through a few calls:
         executor.kill(handle)               stop one trial now (time limit); no result follows
         executor.cancel(handles)            stop them all (interrupt)
         executor.seed(curves)               earlier trials' curves, for the pruning rule
+        executor.promotion(paused)          a paused trial to continue now (ASHA's promotions)
         executor.wait_started()             before the driver imports TFDS (`RayExecutor`)
 
 `RayExecutor` (harness/ray_execution.py) runs `run_trial` in warm Ray actors. `FakeExecutor`
@@ -85,6 +86,9 @@ class FakeExecutor:
     def seed(self, curves: dict[str, list[tuple[int, float]]]) -> None:
         self.channel.seed(curves)
 
+    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
+        return self.channel.promotion(paused)
+
     def kill(self, handle: int) -> None:
         trial = self.running.pop(handle, None)
         if trial is not None:
@@ -102,6 +106,8 @@ class _FakeTrial:
         self.request = request
         self.epochs = epochs
         self.history: list[dict[str, Any]] = []
+        # A continued trial (ASHA's promotion) starts at the epoch its rung falls in.
+        self.first_epoch = int((request.get("continue_from") or {}).get("epochs_done", 0))
         self.started = time.time()
 
     def step(self, channel: EpochChannel) -> tuple[dict | None, str | None] | None:
@@ -113,7 +119,7 @@ class _FakeTrial:
             return self._result(None), None
         except Exception as e:  # a scripted failure, as a worker's exception would be
             return None, f"{type(e).__name__}: {e}"
-        epoch = len(self.history)
+        epoch = self.first_epoch + len(self.history)
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:
             return None, f"TrialError: {bad[0]} became {metrics[bad[0]]} in epoch {epoch + 1}"

@@ -89,6 +89,10 @@ class JobDir:
     def checkpoint_path(self, trial_id: str) -> Path:
         return self.trial_dir(trial_id) / "checkpoint.weights.h5"
 
+    def paused_path(self, trial_id: str, epochs_done: float) -> Path:
+        """The weights a trial paused with at an ASHA rung, which its continuation loads."""
+        return self.trial_dir(trial_id) / f"paused-{epochs_done:g}.weights.h5"
+
     def exists(self) -> bool:
         return self.spec_path.is_file()
 

@@ -10,6 +10,15 @@ ASHA's rungs may sit at a fraction of an epoch (`grace_epochs: 0.25`): the worke
 validates mid-epoch at those points (`mid_epoch_points`), so a hopeless draw costs a quarter of
 an epoch instead of a whole one. Screening is where a search spends most of its trials.
 
+ASHA has two ways to treat a trial at a rung (Li et al. 2020). By default it *stops* the ones
+outside the top 1/factor of the trials recorded there so far (Ray Tune's ASHAScheduler): the
+first trials at a rung always go on, unopposed, so on a small machine the first draws (the
+default point among them) may train to the end before anything beats them. With
+`promotion: true` it *promotes*, as the paper's Algorithm 2: a trial at a rung goes on only if it
+is already in the top floor(n/factor) of the n trials recorded there; otherwise it pauses (its
+weights are kept) and the driver continues it from them once it ranks there, before it draws a
+new configuration (`Pruner.promotion`).
+
 Interface: `Pruner.report(trial_id, epochs_done, value) -> reason | None`; values are
 "higher is better" (the channel flips a minimised objective); `epochs_done` is a whole number
 of epochs, or a rung's fraction. `NoPruning` is the trivial rule.
@@ -38,6 +47,11 @@ class PruningSpec(BaseModel):
     )
     reduction_factor: int = Field(3, ge=2, description="ASHA: keep the top 1/factor per rung")
     min_trials: int = Field(3, ge=1, description="median rule: other trials needed to compare")
+    promotion: bool = Field(
+        False,
+        description="ASHA: pause a trial at each rung until it ranks in the top 1/factor there, "
+        "then continue it from its weights (instead of letting the first trials at a rung go on)",
+    )
 
     @model_validator(mode="after")
     def _whole_epochs_for_median(self) -> PruningSpec:
@@ -46,6 +60,8 @@ class PruningSpec(BaseModel):
                 f"grace_epochs {self.grace_epochs:g} is a fraction of an epoch, which only ASHA's "
                 "rungs take; the median rule compares whole epochs"
             )
+        if self.promotion and self.rule != "asha":
+            raise ValueError(f"promotion is a way of ASHA's; rule {self.rule!r} has none")
         return self
 
 
@@ -62,6 +78,11 @@ class Pruner:
         """Records `value` (higher is better) after `epochs_done` epochs of `trial_id`; returns
         why the trial should stop now, or None to let it go on. Reporting the same
         (trial, epochs_done) again (a retried attempt) replaces the earlier value."""
+        return None
+
+    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
+        """Which paused trial (trial id -> the rung it paused at) should continue now, and from
+        which rung; None when none should (then the driver draws a new configuration)."""
         return None
 
 
@@ -115,6 +136,60 @@ class ASHA(Pruner):
         return None
 
 
+class PromotingASHA(ASHA):
+    """ASHA with promotions (Li et al. 2020, Algorithm 2), for a driver that can continue a
+    paused trial from its weights.
+
+    At a rung holding n trials (itself included), a trial goes on at once only if it is in the
+    top floor(n/factor) and was not continued from this rung already; otherwise it pauses. When a
+    slot frees, `promotion` hands out the best paused trial that now ranks in the top
+    floor(n/factor) of its rung, the highest rung first. So no trial trains past a rung until
+    `factor` trials reached it, and a paused trial may still be continued later.
+    """
+
+    def __init__(self, max_epochs: int, grace_epochs: float = 1, reduction_factor: int = 3):
+        super().__init__(max_epochs, grace_epochs, reduction_factor)
+        self.furthest: dict[str, float] = {}  # how far each trial got, in epochs
+        self.taken: set[tuple[str, float]] = set()  # (trial, rung) continued past that rung
+
+    def report(self, trial_id: str, epochs_done: float, value: float) -> str | None:
+        best = self.curves.add(trial_id, epochs_done, value)
+        for rung in self.rungs:  # a report past a rung: continued from it (a resume's replay)
+            if rung < epochs_done:
+                self.taken.add((trial_id, rung))
+        self.furthest[trial_id] = max(self.furthest.get(trial_id, 0), epochs_done)
+        if epochs_done not in self.rungs:
+            return None
+        self.recorded[epochs_done][trial_id] = best
+        if trial_id in self._top(epochs_done):
+            self.taken.add((trial_id, epochs_done))
+            return None
+        rung = self.recorded[epochs_done]
+        rank = sorted(rung.values(), reverse=True).index(best) + 1
+        return (
+            f"ASHA: paused at {epochs_done:g} epochs ({self.sign * best:.4g} ranks {rank} of "
+            f"{len(rung)} there); it goes on once it ranks in the top 1/{self.factor}"
+        )
+
+    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
+        for rung in reversed(self.rungs):
+            for trial_id in self._top(rung):
+                if (
+                    paused.get(trial_id) == rung
+                    and self.furthest.get(trial_id) == rung
+                    and (trial_id, rung) not in self.taken
+                ):
+                    self.taken.add((trial_id, rung))
+                    return trial_id, rung
+        return None
+
+    def _top(self, rung: float) -> list[str]:
+        """The trials in the top floor(n/factor) of the n recorded at `rung`, best first."""
+        records = self.recorded[rung]
+        ranked = sorted(records, key=lambda t: (-records[t], t))
+        return ranked[: len(records) // self.factor]
+
+
 class MedianStopping(Pruner):
     """The median stopping rule (Golovin et al. 2017, Google Vizier): after `grace_epochs`, a
     trial stops when its best value so far is below the median of the other trials' best values
@@ -162,6 +237,15 @@ def mid_epoch_points(spec: PruningSpec, max_epochs: int) -> list[float]:
     return [r for r in asha_rungs(max_epochs, spec.grace_epochs, spec.reduction_factor) if r % 1]
 
 
+def rung_step(point: float, steps_per_epoch: int) -> tuple[int, int]:
+    """(epoch, step inside it) where a rung at `point` epochs falls: the step a worker validates
+    after (`MidEpochCheck`) and a continued trial takes up from; step 0 for a whole epoch."""
+    epoch = int(point)
+    if point == epoch:
+        return epoch, 0
+    return epoch, min(max(1, round((point - epoch) * steps_per_epoch)), steps_per_epoch - 1)
+
+
 def _quantile(values: list[float], q: float) -> float:
     """Linear-interpolation quantile of sorted values (numpy's default method)."""
     position = q * (len(values) - 1)
@@ -172,7 +256,9 @@ def _quantile(values: list[float], q: float) -> float:
 
 PRUNERS: dict[str, Callable[[PruningSpec, int], Pruner]] = {
     "none": lambda spec, max_epochs: NoPruning(),
-    "asha": lambda spec, max_epochs: ASHA(max_epochs, spec.grace_epochs, spec.reduction_factor),
+    "asha": lambda spec, max_epochs: (PromotingASHA if spec.promotion else ASHA)(
+        max_epochs, spec.grace_epochs, spec.reduction_factor
+    ),
     "median": lambda spec, max_epochs: MedianStopping(spec.grace_epochs, spec.min_trials),
 }
 

@@ -339,6 +339,9 @@ class RayExecutor:
     def seed(self, curves: dict[str, list[tuple[int, float]]]) -> None:
         ray.get(self._channel_actor.seed.remote(curves))
 
+    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
+        return ray.get(self._channel_actor.promotion.remote(paused)) if paused else None
+
     def kill(self, ref: ray.ObjectRef) -> None:
         """Stops one trial now: its actor is killed (a new one serves the slot next time)."""
         self._retire(self._busy.pop(ref))

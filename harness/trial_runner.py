@@ -6,6 +6,7 @@ TensorFlow-specific crosses the process boundary.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -20,6 +21,7 @@ import psutil
 
 from harness.jobdir import JobDir
 from harness.lean_imports import import_keras_without_extras
+from harness.pruning import rung_step
 
 
 def run_trial(request: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +43,10 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     job_dir = JobDir(request["job_dir"])
     trial_id = request["trial_id"]
     where = _record_attempt(job_dir, trial_id)
-    _clear_earlier_attempt(job_dir, trial_id)
+    # A paused trial continued by ASHA's promotion: {"epochs_done": its rung, "best": score}.
+    resume = request.get("continue_from")
+    if not resume:  # a continuation adds to the curves its earlier runs drew
+        _clear_earlier_attempt(job_dir, trial_id)
     hp = kt.HyperParameters.from_config(request["hyperparameters"])
 
     t = time.perf_counter()
@@ -58,29 +63,58 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     data = pipeline.train_data(hp, replicas=strategy.num_replicas_in_sync)
     hypermodel = make_hypermodel(spec, meta)
     epochs, initial_epoch = _epochs(spec, hp)
+    initial_step = 0
+    if resume:  # from the rung's epoch, and step when the rung falls inside that epoch
+        initial_epoch, initial_step = rung_step(resume["epochs_done"], data.steps_per_epoch)
     # Schedules span the job's full epochs; a Hyperband round continuing a checkpoint from
-    # `initial_epoch` takes them up where its parent's weights left off.
-    hypermodel.set_training_plan(spec.tuner.epochs, data.steps_per_epoch, initial_epoch)
+    # `initial_epoch` (or a paused trial, from its rung) takes them up where its weights left off.
+    hypermodel.set_training_plan(
+        spec.tuner.epochs, data.steps_per_epoch, initial_epoch, initial_step
+    )
     with strategy.scope():
         model = hypermodel.build(hp)
         warm_start_from = _warm_start(model, hp, job_dir)
+        if resume:
+            model.load_weights(str(job_dir.paused_path(trial_id, resume["epochs_done"])))
     timings["build_s"] = time.perf_counter() - t
 
     examples = _examples(job_dir, hp, pipeline, data, meta) if pipeline.shows_examples else None
-    recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"))
-    t = time.perf_counter()
-    # HyperModel.fit is Keras Tuner's hook for spaces that train in phases (transfer learning).
-    hypermodel.fit(
+    pause_to = None
+    if spec.tuner.pruning.promotion:  # a stop is a pause: keep the weights to continue from
+
+        def pause_to(epochs_done):
+            return job_dir.paused_path(trial_id, epochs_done)
+
+    recorder = EpochRecorder(job_dir, trial_id, epochs, request.get("channel"), pause_to)
+    callbacks = _callbacks(
+        spec, job_dir, trial_id, recorder, hypermodel, data, resume, (initial_epoch, initial_step)
+    )
+    fit = functools.partial(
+        hypermodel.fit,  # Keras Tuner's hook for spaces that train in phases (transfer learning)
         hp,
         model,
-        data.train,
         validation_data=data.validation,
-        steps_per_epoch=data.steps_per_epoch,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=_callbacks(spec, job_dir, trial_id, recorder, hypermodel, data),
+        callbacks=callbacks,
         verbose=2 if spec.training.verbose else 0,
     )
+    t = time.perf_counter()
+    if initial_step:
+        # Paused inside an epoch: first that epoch's remaining steps, on the batches that
+        # follow the ones it trained on (exact in epoch 1), as a shorter epoch of its own.
+        fit(
+            data.train.skip(initial_step),
+            steps_per_epoch=data.steps_per_epoch - initial_step,
+            epochs=initial_epoch + 1,
+            initial_epoch=initial_epoch,
+        )
+        initial_epoch += 1
+    if initial_epoch < epochs and not (recorder.pruned or model.stop_training):
+        fit(
+            data.train,
+            steps_per_epoch=data.steps_per_epoch,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+        )
     timings["fit_s"] = time.perf_counter() - t
     timings.update(recorder.timings())
     return {
@@ -233,7 +267,9 @@ def _warm_start(model, hp, job_dir: JobDir) -> str | None:
     return parent
 
 
-def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel, data) -> list:
+def _callbacks(
+    spec, job_dir: JobDir, trial_id: str, recorder, hypermodel, data, resume, start
+) -> list:
     import keras
 
     from harness.callbacks import BestCheckpoint, MidEpochCheck
@@ -243,12 +279,21 @@ def _callbacks(spec, job_dir: JobDir, trial_id: str, recorder, hypermodel, data)
         keras.callbacks.TensorBoard(
             log_dir=str(job_dir.trial_board(trial_id)), write_graph=False, profile_batch=0
         ),
-        BestCheckpoint(job_dir.checkpoint_path(trial_id), spec.tuner.objective),
+        # A continuation keeps its earlier best unless it beats it.
+        BestCheckpoint(
+            job_dir.checkpoint_path(trial_id),
+            spec.tuner.objective,
+            best=resume["best"] if resume else None,
+        ),
         recorder,
     ]
     points = mid_epoch_points(spec.tuner.pruning, spec.tuner.epochs)
+    if resume:  # the rungs it passed already are not checked again
+        points = [p for p in points if p > resume["epochs_done"]]
     if points and data.validation is not None:
-        callbacks.append(MidEpochCheck(recorder, points, data.steps_per_epoch, data.validation))
+        callbacks.append(
+            MidEpochCheck(recorder, points, data.steps_per_epoch, data.validation, start)
+        )
     # Spaces may add their own (e.g. GAN sample grids), written beside the trial's scalars.
     callbacks.extend(hypermodel.extra_callbacks(str(job_dir.trial_board(trial_id))))
     stop = spec.training.early_stopping

@@ -24,6 +24,7 @@ from harness.job import JobSpec, validate_job
 from harness.jobdir import JobDir, atomic_write_json, read_json
 from harness.oracles import make_oracle
 from harness.progress import JobProgress
+from harness.pruning import mid_epoch_points
 from harness.space import make_hypermodel, populate_space
 from harness.strategy import keep_driver_off_gpus
 from harness.summaries import write_examples_once
@@ -98,6 +99,7 @@ def _tune(spec: JobSpec, console: Console, overwrite: bool, executor) -> JobOutc
         oracle = make_oracle(spec.tuner, job_dir)
         keep_driver_off_gpus()
         hypermodel = make_hypermodel(spec, meta)
+        _check_promotion(spec, hypermodel)
         space = spec.search_space
         populate_space(oracle, hypermodel, space.fixed, pipeline, space.choices)
         # Written once the space accepted the job's pinned values: a refused job leaves no
@@ -123,6 +125,19 @@ def _tune(spec: JobSpec, console: Console, overwrite: bool, executor) -> JobOutc
             top = spec.export.top_k if spec.export.policy == "top_k" else 1
             outcome.exported = export_trials(job_dir, top, console)
         return outcome
+
+
+def _check_promotion(spec: JobSpec, hypermodel) -> None:
+    """A trial paused inside an epoch continues with that epoch's rest as a shorter `fit`; a
+    space with its own `fit` (training phases laid out over the epochs) cannot be split so."""
+    pruning = spec.tuner.pruning
+    inside = mid_epoch_points(pruning, spec.tuner.epochs)
+    if pruning.promotion and inside and type(hypermodel).fit is not kt.HyperModel.fit:
+        raise UserError(
+            f"tuner.pruning: with promotion, a trial paused at the rung {inside[0]:g} epochs, "
+            f"inside an epoch, continues from there, which the {spec.search_space.name} space "
+            "cannot do (it trains in phases of its own); use a whole-number grace_epochs"
+        )
 
 
 def _plot(job_dir: JobDir, console: Console) -> None:
@@ -274,6 +289,10 @@ class TrialLoop:
         self._earlier_elapsed = read_json(job_dir.state_path, {}).get("elapsed_s", 0.0)
         self._failures_in_a_row = 0
         self._examples: list[dict[str, Any]] = []  # example batches trials sent, to draw
+        # ASHA's promotions: paused trials (id -> the rung, in epochs, where each paused) and
+        # the continued ones running now (id -> the rung each continues from).
+        self._paused: dict[str, float] = {}
+        self._continuing: dict[str, float] = {}
         self.outcome = JobOutcome(job_dir)
         # Workers (maybe on other nodes) read data from the directory the driver resolved.
         self._worker_spec = spec.model_dump(mode="json")
@@ -289,6 +308,7 @@ class TrialLoop:
             self._count_finished()
             self._announce_resume()
             self.executor.seed(self._curves())
+            self._paused = self._paused_trials()
             try:
                 self._loop(free)
             except KeyboardInterrupt:
@@ -300,12 +320,19 @@ class TrialLoop:
 
     def _loop(self, free: list[str]) -> None:
         stopping = False
+        drawn_all = False  # the oracle has no new trial; paused ones may still be continued
         while True:
             stopping = stopping or self._budget_spent() or self.outcome.stop_reason is not None
             while free and not stopping:
+                promoted = self._promotion()
+                if promoted is not None:
+                    self._submit(free.pop(0), *promoted)
+                    continue
+                if drawn_all:
+                    break
                 trial = self.oracle.create_trial(free[0])
                 if trial.status == kt.engine.trial.TrialStatus.STOPPED:
-                    stopping = True
+                    drawn_all = True
                 elif trial.status == kt.engine.trial.TrialStatus.RUNNING:
                     self._submit(free.pop(0), trial)
                     continue
@@ -321,6 +348,30 @@ class TrialLoop:
             free.extend(self._stop_overdue())
             self._take_reports()
 
+    def _promotion(self) -> tuple[kt.engine.trial.Trial, float] | None:
+        """A paused trial that now ranks in the top of its rung, reopened in the oracle to be
+        continued from that rung (ASHA with `promotion: true`); None otherwise."""
+        if not self._paused:
+            return None
+        found = self.executor.promotion(dict(self._paused))
+        if found is None:
+            return None
+        trial_id, rung = found
+        del self._paused[trial_id]
+        return self.oracle.trials[trial_id], rung
+
+    def _paused_trials(self) -> dict[str, float]:
+        """After a resume: the paused trials (ASHA's promotions), from their records."""
+        if not self.spec.tuner.pruning.promotion:
+            return {}
+        paused = {}
+        for t in self.oracle.trials.values():
+            if t.status == "COMPLETED" and (t.message or "").startswith(PRUNED):
+                run = read_json(self.job_dir.trial_dir(t.trial_id) / "run.json", {})
+                if run.get("pruned"):
+                    paused[t.trial_id] = float(run["pruned"]["epochs_done"])
+        return paused
+
     def _elapsed(self) -> float:
         """Tuning time of this job over all its runs (resumes continue the same budget)."""
         return self._earlier_elapsed + time.time() - self.started
@@ -329,12 +380,12 @@ class TrialLoop:
         budget = self.spec.tuner.time_budget_s
         return budget is not None and self._elapsed() >= budget
 
-    def _submit(self, tuner_id: str, trial) -> None:
+    def _submit(self, tuner_id: str, trial, continue_from: float | None = None) -> None:
+        """Starts `trial`; with `continue_from` (a rung, in epochs), continues a paused trial
+        from the weights it paused with, in the same records and TensorBoard run."""
         trial_dir = self.job_dir.trial_dir(trial.trial_id)
         previous = read_json(trial_dir / "run.json", {})
         (trial_dir / "progress.json").unlink(missing_ok=True)
-        if previous:  # a re-run starts a fresh TensorBoard run, not a second curve in the old
-            shutil.rmtree(self.job_dir.trial_board(trial.trial_id), ignore_errors=True)
         request = {
             "job": self._worker_spec,
             "job_dir": str(self.job_dir.root),
@@ -347,13 +398,43 @@ class TrialLoop:
             "runs": previous.get("runs", 0) + 1,
             "submitted": request["submitted_at"],
         }
+        if continue_from is None:
+            if previous:  # a re-run starts a fresh TensorBoard run, not a second curve
+                shutil.rmtree(self.job_dir.trial_board(trial.trial_id), ignore_errors=True)
+            write_trial(
+                self.job_dir.trial_board(trial.trial_id),
+                trial.trial_id,
+                trial.hyperparameters.values,
+            )
+        else:
+            self._reopen(tuner_id, trial)
+            best = float(trial.score)  # its checkpoint's score: the continuation must beat it
+            request["continue_from"] = {"epochs_done": continue_from, "best": best}
+            self._continuing[trial.trial_id] = continue_from
+            run = {
+                **previous,
+                **run,
+                "pruned": None,
+                "continued_from": [*previous.get("continued_from", []), continue_from],
+            }
+            self.progress.trial_line(
+                f"trial {trial.trial_id} [cyan]continues[/] from {continue_from:g} epochs "
+                "(it now ranks in the top of that rung)"
+            )
         atomic_write_json(trial_dir / "run.json", run)
-        write_trial(
-            self.job_dir.trial_board(trial.trial_id), trial.trial_id, trial.hyperparameters.values
-        )
         handle = self.executor.submit(request)
         self.running[handle] = (tuner_id, trial)
         self._submitted[handle] = request["submitted_at"]
+
+    def _reopen(self, tuner_id: str, trial) -> None:
+        """Makes a paused trial the oracle's running trial of `tuner_id` again (saved, so a
+        driver killed meanwhile re-runs it on resume like any interrupted trial)."""
+        trial.status = kt.engine.trial.TrialStatus.RUNNING
+        self.oracle.ongoing_trials[tuner_id] = trial
+        if trial.trial_id in self.oracle.end_order:  # it is appended again when it ends
+            self.oracle.end_order.remove(trial.trial_id)
+        self.oracle._save_trial(trial)
+        self.oracle.save()
 
     def _stop_overdue(self) -> list[str]:
         """Kills trials past `tuner.trial_time_limit_s`; returns the slots they freed."""
@@ -388,6 +469,9 @@ class TrialLoop:
             write_examples_once(self._examples.pop(0))
 
     def _finish(self, trial, result: dict[str, Any] | None, error: str | None) -> None:
+        continued = self._continuing.pop(trial.trial_id, None)
+        if result is not None and continued is not None:
+            result = self._with_earlier_epochs(trial, result, int(continued))
         if result is not None:
             if result.get("examples"):
                 self._examples.append(result["examples"])
@@ -399,6 +483,8 @@ class TrialLoop:
         )
         self.oracle.end_trial(trial)
         self.oracle.save()  # end_trial saves before it drops the trial from ongoing_trials
+        if pruned and self.spec.tuner.pruning.promotion:
+            self._paused[trial.trial_id] = float(pruned["epochs_done"])
         self._failures_in_a_row = self._failures_in_a_row + 1 if error else 0
         self._write_run_record(trial, result, error, pruned)
         self._end_session(trial, result, error, pruned)
@@ -430,6 +516,24 @@ class TrialLoop:
             len((result or {}).get("epochs", [])),
             trial.hyperparameters.values,
         )
+
+    def _with_earlier_epochs(self, trial, result: dict[str, Any], first: int) -> dict[str, Any]:
+        """A continued trial's result with the epochs it ran before its pause (from the
+        oracle's record) ahead of the continuation's own, which start at epoch `first`; its
+        mid-epoch checks likewise."""
+        metrics = self.oracle.trials[trial.trial_id].metrics
+        earlier: dict[int, dict[str, float]] = {}
+        for name in metrics.metrics:
+            for observation in metrics.get_history(name):
+                if observation.step < first:
+                    earlier.setdefault(int(observation.step), {})[name] = float(observation.mean())
+        run = read_json(self.job_dir.trial_dir(trial.trial_id) / "run.json", {})
+        return {
+            **result,
+            "epochs": [{"epoch": e, "metrics": earlier[e]} for e in sorted(earlier)]
+            + result["epochs"],
+            "checks": (run.get("checks") or []) + (result.get("checks") or []),
+        }
 
     def _report_epochs(self, trial, result: dict[str, Any]) -> str | None:
         """Replays the final attempt's epochs into the oracle (a fresh metrics history, so a
@@ -533,10 +637,9 @@ class TrialLoop:
             return
         objective = self.spec.tuner.objective.name
         fit = result["timings"].get("fit_s", 0.0)
+        stopped = "paused at" if self.spec.tuner.pruning.promotion else "pruned after"
         done = (
-            f"[yellow]pruned[/] after {pruned['epochs_done']} epochs"
-            if pruned
-            else "[green]done[/]"
+            f"[yellow]{stopped}[/] {pruned['epochs_done']:g} epochs" if pruned else "[green]done[/]"
         )
         self.progress.trial_line(
             f"trial {trial.trial_id} {done} {objective}={trial.score:.4f} "

@@ -39,6 +39,8 @@ class TrainingPlan:
     # A run that continues an earlier one's weights (a Hyperband round) starts this far in:
     # its schedule goes on from there instead of warming up again.
     initial_epoch: int = 0
+    # A trial continued from an ASHA rung inside an epoch starts that many steps further in.
+    initial_step: int = 0
 
     def __post_init__(self):
         for name in ("epochs", "steps_per_epoch"):
@@ -49,6 +51,11 @@ class TrainingPlan:
             raise ValueError(
                 f"TrainingPlan.initial_epoch must be in 0..{self.epochs - 1}, "
                 f"got {self.initial_epoch!r}"
+            )
+        if not 0 <= self.initial_step < self.steps_per_epoch:
+            raise ValueError(
+                f"TrainingPlan.initial_step must be in 0..{self.steps_per_epoch - 1}, "
+                f"got {self.initial_step!r}"
             )
 
     @property
@@ -76,17 +83,20 @@ class SearchSpace(kt.HyperModel):
             DEFAULT_PLAN_EPOCHS, max(1, meta.num_train // DEFAULT_PLAN_BATCH)
         )
 
-    def set_training_plan(self, epochs: int, steps_per_epoch: int, initial_epoch: int = 0) -> None:
+    def set_training_plan(
+        self, epochs: int, steps_per_epoch: int, initial_epoch: int = 0, initial_step: int = 0
+    ) -> None:
         """Tells the space how long the next `build(hp)`'s model will train.
 
         The engine calls this before `build` in each trial's worker and before an export
         refit, with the epochs and steps per epoch that `fit` will run; schedules built by
         `make_optimizer` span exactly that, and a run continuing earlier weights from
-        `initial_epoch` (a Hyperband round) starts its schedule there. Without a call, a
+        `initial_epoch` (a Hyperband round) starts its schedule there, `initial_step` steps
+        into that epoch for a trial paused inside it (ASHA's promotion). Without a call, a
         default plan (10 epochs of `num_train // 32` steps) lets the driver build the space
         to discover hyperparameters.
         """
-        self.training_plan = TrainingPlan(epochs, steps_per_epoch, initial_epoch)
+        self.training_plan = TrainingPlan(epochs, steps_per_epoch, initial_epoch, initial_step)
 
     def extra_callbacks(self, log_dir: str) -> list:
         """Keras callbacks a trial adds to the engine's own, writing into the trial's
@@ -186,8 +196,9 @@ def _schedule(hp: kt.HyperParameters, peak: float, plan: TrainingPlan | None):
         schedule = keras.optimizers.schedules.CosineDecay(
             start, decay, warmup_target=peak, warmup_steps=warmup
         )
-    if plan.initial_epoch:
-        return ResumedSchedule(schedule, plan.initial_epoch * plan.steps_per_epoch)
+    offset = plan.initial_epoch * plan.steps_per_epoch + plan.initial_step
+    if offset:
+        return ResumedSchedule(schedule, offset)
     return schedule
 
 

@@ -147,6 +147,16 @@ PINNED_CNN = {
 }
 
 
+def learning_rates(board) -> list[float]:
+    """The learning rate TensorBoard recorded at the end of each epoch of one trial's run."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(board / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    return [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_learning_rate")]
+
+
 def tiny_job(tmp_path: Path, **sections) -> dict:
     """A raw job mapping over the tiny data; `sections` replace or extend its parts."""
     job = {

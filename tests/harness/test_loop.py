@@ -442,3 +442,47 @@ def test_resume_replays_mid_epoch_checks_as_the_rule_heard_them(tmp_path):
     # The other trial (stopped at a whole-epoch rung, or not at all) keeps every epoch it ran.
     history = loop.oracle.trials[finished].metrics.get_history("val_accuracy")
     assert [epochs for epochs, _ in curves[finished]] == list(range(1, len(history) + 1))
+
+
+def climb_on(request):
+    """`climb`, from the epoch where a trial continued by ASHA's promotion takes up."""
+    first = int((request.get("continue_from") or {}).get("epochs_done", 0))
+    quality = request["hyperparameters"]["values"]["quality"]
+    epochs = request["job"]["tuner"]["epochs"]
+    for epoch in range(first, epochs):
+        yield {"loss": 1 - quality, "val_accuracy": quality * (epoch + 1) / epochs}
+
+
+def test_asha_promotion_pauses_trials_and_continues_the_best_from_their_rung(tmp_path):
+    pruning = {"rule": "asha", "grace_epochs": 1, "reduction_factor": 3, "promotion": True}
+    loop, executor = make_loop(tmp_path, climb_on, capacity=2, max_trials=9, pruning=pruning)
+    outcome = loop.run()
+    quality = {t.trial_id: t.hyperparameters.values["quality"] for t in loop.oracle.trials.values()}
+    assert len(quality) == 9  # a continuation is the same trial, not a new draw
+    # The first two draws met nobody at epoch 1 (rungs 1 and 3): both paused there, where the
+    # stopping rule would have let them train all 9 epochs unopposed.
+    first_two = executor.submitted[:2]
+    assert all("continue_from" not in r for r in first_two)
+    records = runs(loop)
+    for request in first_two:
+        record = records[request["trial_id"]]
+        assert record.get("continued_from", [None])[0] == 1 or record["pruned"]["epochs_done"] == 1
+    continued = [r for r in executor.submitted if r.get("continue_from")]
+    assert continued, "no paused trial was continued"
+    for request in continued:
+        tid, rung = request["trial_id"], request["continue_from"]["epochs_done"]
+        assert rung in (1, 3) and rung in records[tid]["continued_from"]
+        assert request["continue_from"]["best"] > 0  # its score so far, for its checkpoint
+    # The best draw is on top at every rung: it ends its 9 epochs, its history whole.
+    best = max(quality, key=quality.get)
+    assert outcome.best[0] == best and records[best]["status"] == "COMPLETED"
+    history = loop.oracle.trials[best].metrics.get_history("val_accuracy")
+    assert [o.step for o in history] == list(range(9))
+    assert outcome.completed >= 1 and outcome.completed + outcome.pruned == 9
+    paused = {t: r["pruned"]["epochs_done"] for t, r in records.items() if r["status"] == "PRUNED"}
+    assert all("ASHA: paused at" in records[t]["pruned"]["reason"] for t in paused)
+    # A resume finds the paused trials again, from their records.
+    oracle = make_oracle(loop.spec.tuner, loop.job_dir)
+    again = TrialLoop(loop.spec, loop.job_dir, oracle, executor, QUIET)
+    assert again._paused_trials() == paused
+    strict_json_everywhere(loop.job_dir.root)

@@ -10,6 +10,7 @@ from harness.pruning import (
     ASHA,
     MedianStopping,
     NoPruning,
+    PromotingASHA,
     PruningSpec,
     make_pruner,
     mid_epoch_points,
@@ -133,3 +134,53 @@ def test_seed_replays_mid_epoch_checks():
     channel = EpochChannel(make_pruner(spec, 4), "val_accuracy", "max")
     channel.seed({"0": [(1, 0.9), (0.5, 0.8)], "1": [(1, 0.7), (0.5, 0.6)]})
     assert "ASHA" in channel.check("2", 0.5, {"val_accuracy": 0.5})
+
+
+def test_promoting_asha_pauses_until_a_trial_ranks_in_the_top_of_its_rung():
+    asha = make_pruner(PruningSpec(rule="asha", promotion=True, reduction_factor=3), 9)
+    assert type(asha) is PromotingASHA and asha.rungs == [1, 3]
+    # The first two at a rung cannot rank in the top floor(n/3) = 0: both pause (the stopping
+    # rule would let them go on unopposed).
+    assert "paused at 1 epochs" in asha.report("a", 1, 0.80)
+    assert "ranks 1 of 2" in asha.report("b", 1, 0.90)
+    assert asha.promotion({"a": 1, "b": 1}) is None
+    # A third, best of three, goes on at once; "b" is second, so nobody is promoted yet.
+    assert asha.report("c", 1, 0.95) is None
+    assert asha.promotion({"a": 1, "b": 1}) is None
+    assert "paused" in asha.report("d", 1, 0.50)
+    assert "paused" in asha.report("e", 1, 0.85)
+    # Six at the rung: the top 2 are c (running on) and b (paused): b is continued, once.
+    assert asha.report("f", 1, 0.10)
+    assert asha.promotion({"a": 1, "b": 1, "d": 1, "e": 1, "f": 1}) == ("b", 1)
+    assert asha.promotion({"a": 1, "d": 1, "e": 1, "f": 1}) is None
+    assert asha.promotion({"a": 1, "b": 1, "d": 1, "e": 1, "f": 1}) is None  # handed out
+
+
+def test_promoting_asha_continues_the_highest_rung_first():
+    asha = PromotingASHA(max_epochs=9, grace_epochs=1, reduction_factor=2)  # rungs 1, 2, 4, 8
+    for trial, value in [("a", 0.9), ("b", 0.8), ("c", 0.1), ("d", 0.2)]:
+        assert "paused" in asha.report(trial, 1, value)  # each behind the top floor(n/2)
+    assert asha.promotion({"a": 1, "b": 1, "c": 1, "d": 1}) == ("a", 1)
+    assert "paused" in asha.report("a", 2, 0.95)  # alone at rung 2
+    assert asha.promotion({"a": 2, "b": 1, "c": 1, "d": 1}) == ("b", 1)  # top 2 of 4
+    assert "paused" in asha.report("b", 2, 0.70)
+    # Rung 2 now has a top 1 ("a"): it goes before anything at rung 1.
+    assert asha.promotion({"a": 2, "b": 2, "c": 1, "d": 1}) == ("a", 2)
+    assert asha.promotion({"b": 2, "c": 1, "d": 1}) is None
+
+
+def test_promoting_asha_after_a_resume_does_not_continue_a_trial_twice():
+    """Seeded with finished trials' curves, a trial that already went past a rung is not
+    handed out from it again."""
+    asha = PromotingASHA(max_epochs=9, grace_epochs=1, reduction_factor=3)
+    channel = EpochChannel(asha, "val_accuracy", "max")
+    channel.seed({"a": [(1, 0.9), (2, 0.91), (3, 0.92)], "b": [(1, 0.5)], "c": [(1, 0.6)]})
+    assert asha.promotion({"b": 1, "c": 1}) is None  # "a" is the top 1 of 3 and went on
+    assert channel.promotion({"a": 3, "b": 1, "c": 1}) is None  # 1 at rung 3: none on top
+    assert asha.report("d", 1, 0.95) is None  # top 1 of 4: goes on at once
+
+
+def test_promotion_is_only_asha_s():
+    with pytest.raises(ValidationError, match="promotion is a way of ASHA"):
+        PruningSpec(rule="median", promotion=True)
+    assert NoPruning().promotion({"a": 1}) is None

@@ -19,7 +19,7 @@ from rich.console import Console
 from harness.job import validate_job
 from harness.jobdir import JobDir, read_json
 from harness.tuning import tune
-from tests.conftest import REPO, tiny_job
+from tests.conftest import PINNED_CNN, REPO, learning_rates, tiny_job
 
 
 def start_driver(job: dict, tmp_path: Path, *extra: str, command: str = "tune"):
@@ -244,14 +244,43 @@ def test_hyperband_rounds_continue_from_earlier_checkpoints(ray_local, tmp_path)
         assert parent_ended > 1e-5 and ended < 1e-3 * parent_ended
 
 
-def learning_rates(board) -> list[float]:
-    """The learning rate TensorBoard recorded at the end of each epoch of one trial's run."""
-    import tensorflow as tf
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(board / "train"), size_guidance={"tensors": 0})
-    events.Reload()
-    return [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("epoch_learning_rate")]
+def test_asha_promotion_pauses_and_continues_trials_on_ray(ray_local, tmp_path):
+    """ASHA's promotion end to end: scores known in advance (`RankedCNN`: val_score = the
+    `rank` hyperparameter), so each pause and continuation is too. Rungs at 0.5 and 1 epoch of
+    2, factor 2. The default point (0.9) pauses alone at 0.5, continues from there once a second
+    trial is below it, pauses alone at 1, and continues from 1 to the end once a second trial
+    reaches that rung; the other three each stop at a rung."""
+    pruning = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2, "promotion": True}
+    job = tiny_job(
+        tmp_path,
+        search_space={"name": "tests.helpers.hypermodels:RankedCNN", "fixed": PINNED_CNN},
+        tuner={
+            "max_trials": 4,
+            "epochs": 2,
+            "pruning": pruning,
+            "objective": {"name": "val_score", "direction": "max"},
+        },
+        resources={"cpus_per_trial": 1, "max_concurrent_trials": 1},
+        export={"policy": "none"},
+    )
+    spec = validate_job(job)
+    outcome = tune(spec, Console(quiet=True))
+    job_dir = JobDir(spec.job_dir())
+    records = {r["hyperparameters"]["values"]["rank"]: r for r in job_dir.trial_records()}
+    assert sorted(records) == [0.1, 0.5, 0.7, 0.9]  # 4 draws; continuations are no new trials
+    best = records[0.9]
+    assert best["run"]["status"] == "COMPLETED" and best["run"]["continued_from"] == [0.5, 1.0]
+    assert outcome.best[0] == best["trial_id"] and outcome.completed == 1
+    # Its history is whole: epoch 1 from the first continuation, epoch 2 from the second.
+    steps = [o["step"] for o in best["metrics"]["metrics"]["val_score"]["observations"]]
+    assert steps == [0, 1]
+    for rung in (0.5, 1):
+        assert job_dir.paused_path(best["trial_id"], rung).exists()
+    # The 0.1 trial is never in the top half of its rung: it ends where it paused, at 0.5.
+    assert records[0.1]["run"]["pruned"]["epochs_done"] == 0.5
+    assert "ASHA: paused at 0.5 epochs" in records[0.1]["run"]["pruned"]["reason"]
+    attempts = (job_dir.trial_dir(best["trial_id"]) / "attempts.jsonl").read_text().splitlines()
+    assert len(attempts) == 3  # its first run and two continuations
 
 
 def _free_port() -> int:

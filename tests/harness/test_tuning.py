@@ -14,9 +14,15 @@ from harness.errors import UserError
 from harness.job import validate_job
 from harness.jobdir import JobDir
 from harness.trial_runner import run_trial, trial_seed
-from harness.tuning import _check_same_data, _prepare_job_dir, _write_spec, tune
+from harness.tuning import (
+    _check_promotion,
+    _check_same_data,
+    _prepare_job_dir,
+    _write_spec,
+    tune,
+)
 from pipelines import PIPELINES
-from tests.conftest import PINNED_CNN, tiny_job
+from tests.conftest import PINNED_CNN, learning_rates, tiny_job
 
 QUIET = Console(quiet=True)
 
@@ -193,6 +199,83 @@ def test_the_header_names_the_data_source(tmp_path):
     assert ImageClassificationConfig(dataset="mnist").source() == "mnist"
     assert ImageClassificationConfig(arrays="x.npz").source() == "arrays x.npz"
     assert ImageClassificationConfig(folder="imgs").source() == "folder imgs"
+
+
+def test_promotion_inside_an_epoch_is_refused_for_a_space_with_its_own_fit(tmp_path):
+    """A continuation from a rung inside an epoch splits `fit` in two; a space that lays out
+    training phases over the epochs in its own `fit` (transfer) would split them wrongly."""
+
+    class Phased(kt.HyperModel):
+        def fit(self, hp, model, *args, **kwargs):
+            return model.fit(*args, **kwargs)
+
+    pruning = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2, "promotion": True}
+    spec = validate_job(tiny_job(tmp_path, tuner={"epochs": 2, "pruning": pruning}))
+    with pytest.raises(UserError, match="rung 0.5 epochs, inside an epoch.*whole-number"):
+        _check_promotion(spec, Phased())
+    _check_promotion(spec, kt.HyperModel())  # the plain fit splits
+    whole = {**pruning, "grace_epochs": 1}
+    _check_promotion(
+        validate_job(tiny_job(tmp_path, tuner={"epochs": 4, "pruning": whole})), Phased()
+    )
+
+
+@pytest.mark.slow
+def test_a_paused_trial_continues_from_the_weights_it_paused_with(tmp_path, data_dir, monkeypatch):
+    """ASHA's promotion, the worker's side: a trial paused at a rung inside an epoch keeps its
+    weights from there; its continuation loads them, trains that epoch again and the rest,
+    checks only the rungs after its own, adds to the trial's TensorBoard run instead of
+    clearing it, keeps the earlier best checkpoint unless it beats it, and takes its learning
+    rate schedule up at the step it paused."""
+    from harness.channel import EpochChannel
+    from harness.pruning import make_pruner
+
+    monkeypatch.setattr("harness.strategy._configured", True)  # threads: set once per process
+    pruning = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2, "promotion": True}
+    job = tiny_job(tmp_path, tuner={"epochs": 2, "pruning": pruning}, data={"deterministic": True})
+    spec = validate_job(job)
+    job_dir = JobDir(spec.output_dir)
+    hp = kt.HyperParameters()
+    # A cosine schedule over the job's 2 epochs, no warm-up: at 0 when the plan ends.
+    for name, value in {**PINNED_CNN, "lr_schedule": "cosine", "warmup_fraction": 0.0}.items():
+        hp.Fixed(name, value)
+
+    def run(channel=None, continue_from=None, trial_id="0003"):
+        request = {
+            "job": spec.model_dump(mode="json"),
+            "job_dir": spec.output_dir,
+            "trial_id": trial_id,
+            "hyperparameters": hp.get_config(),
+            "submitted_at": 0.0,
+            "channel": channel,
+        }
+        if continue_from:
+            request["continue_from"] = continue_from
+        return run_trial(request)
+
+    channel = EpochChannel(make_pruner(spec.tuner.pruning, 2), "val_accuracy", "max")
+    channel.seed({"a": [(0.5, 2.0)]})  # a bar no model reaches: the trial pauses at 0.5
+    paused = run(channel)
+    assert paused["pruned"]["epochs_done"] == 0.5 and "paused" in paused["pruned"]["reason"]
+    assert job_dir.paused_path("0003", 0.5).exists()
+    checkpoint = job_dir.checkpoint_path("0003")
+    saved = checkpoint.stat().st_mtime_ns
+    board = job_dir.trial_board("0003")
+    drawn = set((board / "train").glob("events.out.tfevents*"))
+    # Continued with a best so far that nothing beats: the checkpoint stays the earlier one.
+    continued = run(continue_from={"epochs_done": 0.5, "best": 2.0})
+    assert [e["epoch"] for e in continued["epochs"]] == [0, 1] and continued["checks"] == []
+    assert checkpoint.stat().st_mtime_ns == saved
+    # The rest of the paused epoch, then epoch 2: two fits, each a new events file beside the first.
+    assert drawn < set((board / "train").glob("events.out.tfevents*")), "earlier curve cleared"
+    # Its schedule went on from the paused step: the plan's end at a rate of 0, where a
+    # schedule that lost the half epoch would still be at a seventh of the peak.
+    paused_rate, _, ended = learning_rates(board)
+    assert paused_rate > 1e-4 and ended < 1e-3 * paused_rate
+    # It started from the paused weights: its first epoch trains better than a fresh model's.
+    fresh = run(trial_id="0003")  # same seed, same batches, from new weights
+    first = continued["epochs"][0]["metrics"]["loss"]
+    assert first < fresh["epochs"][0]["metrics"]["loss"]
 
 
 @pytest.mark.slow

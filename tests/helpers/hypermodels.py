@@ -1,5 +1,7 @@
 """Hypermodels used by tests through the `package.module:Class` search-space path."""
 
+import keras
+
 from search_spaces.image_cnn import ImageCNN
 
 
@@ -10,3 +12,33 @@ class ExplodingCNN(ImageCNN):
         if hp.Boolean("explode", default=False):
             raise ValueError("boom: this configuration cannot be built")
         return super().build(hp)
+
+
+class RankedCNN(ImageCNN):
+    """The image CNN with a `score` metric equal to its `rank` hyperparameter, whatever it
+    learns: a test of the pruning rules on Ray then knows every decision in advance."""
+
+    metrics = ["accuracy", "score"]
+
+    def build(self, hp):
+        rank = hp.Choice("rank", [0.9, 0.7, 0.5, 0.1], default=0.9)
+        model = super().build(hp)
+        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy", Fixed(rank)])
+        return model
+
+
+class Fixed(keras.metrics.Metric):
+    """A metric that always reports `value`."""
+
+    def __init__(self, value: float, name: str = "score", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value = value
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        pass
+
+    def result(self):
+        return keras.ops.convert_to_tensor(self.value, dtype="float32")
+
+    def get_config(self):
+        return {**super().get_config(), "value": self.value}
