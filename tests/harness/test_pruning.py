@@ -184,3 +184,5 @@ def test_promotion_is_only_asha_s():
     with pytest.raises(ValidationError, match="promotion is a way of ASHA"):
         PruningSpec(rule="median", promotion=True)
     assert NoPruning().promotion({"a": 1}) is None
+    # A variant that turns pruning off (a job's smoke section) keeps the flag harmlessly.
+    assert type(make_pruner(PruningSpec(rule="none", promotion=True), 9)) is NoPruning
