@@ -42,6 +42,8 @@ ORACLE_OVERRIDES = {
     ],
     "hyperband": ["tuner.algorithm=hyperband", "tuner.pruning.rule=none"],
     "asha": ["tuner.algorithm=random", "tuner.pruning.rule=asha"],
+    # Optuna's TPE after 10 random draws, with the same ASHA rule.
+    "tpe": ["tuner.algorithm=tpe", "tuner.pruning.rule=asha"],
 }
 
 

@@ -35,7 +35,7 @@ from pipelines.base import PipelineConfig
 from search_spaces import SEARCH_SPACES
 from search_spaces.options import NoOptions, SpaceInfo
 
-ALGORITHMS = ("random", "bayesian", "hyperband", "grid")
+ALGORITHMS = ("random", "bayesian", "tpe", "hyperband", "grid")
 
 
 class Strict(BaseModel):
@@ -60,7 +60,7 @@ class ObjectiveSpec(Strict):
 class TunerSpec(Strict):
     """The Keras Tuner oracle and the search budget."""
 
-    algorithm: Literal["random", "bayesian", "hyperband", "grid"] = "bayesian"
+    algorithm: Literal["random", "bayesian", "tpe", "hyperband", "grid"] = "bayesian"
     max_trials: PositiveInt = 10
     epochs: PositiveInt = 10
     time_budget_s: PositiveFloat | None = None
@@ -69,6 +69,8 @@ class TunerSpec(Strict):
     start_from_default: bool = True
     hyperband_factor: int = Field(3, ge=2)
     hyperband_iterations: PositiveInt = 1
+    # Random draws before the model: the Bayesian oracle (default 3 per hyperparameter) and
+    # TPE (default 10).
     bayesian_initial_points: PositiveInt | None = None
     max_consecutive_failed_trials: PositiveInt = 3
     # Stop losing trials early (ASHA or the median rule); see harness/pruning.py.
@@ -81,7 +83,7 @@ class TunerSpec(Strict):
         if self.algorithm == "hyperband" and self.pruning.rule != "none":
             raise ValueError(
                 "hyperband already stops losing trials (successive halving); "
-                "tuner.pruning applies to random, bayesian and grid"
+                "tuner.pruning applies to random, bayesian, tpe and grid"
             )
         return self
 

@@ -22,7 +22,7 @@ from harness.errors import UserError
 from harness.hparams import end_trial, write_experiment, write_trial
 from harness.job import JobSpec, validate_job
 from harness.jobdir import JobDir, atomic_write_json, read_json
-from harness.oracles import make_oracle
+from harness.oracles import PRUNED, make_oracle
 from harness.progress import JobProgress
 from harness.pruning import mid_epoch_points
 from harness.space import make_hypermodel, populate_space
@@ -40,10 +40,6 @@ RESUMABLE_TUNER_CHANGES = {
     "max_consecutive_failed_trials",
     "trial_time_limit_s",
 }
-
-
-# How a pruned trial's oracle message starts (the oracle knows it only as COMPLETED).
-PRUNED = "pruned after"
 
 
 @dataclass

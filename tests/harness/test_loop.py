@@ -35,16 +35,21 @@ def climb(request):
         yield {"loss": 1 - quality, "val_accuracy": quality * (epoch + 1) / epochs}
 
 
-def make_loop(tmp_path: Path, script, capacity: int = 1, **tuner):
+def quality_space() -> kt.HyperParameters:
+    space = kt.HyperParameters()
+    space.Float("quality", 0.05, 1.0, default=0.5)
+    return space
+
+
+def make_loop(tmp_path: Path, script, capacity: int = 1, space=None, **tuner):
+    """The loop over `space` (default: one `quality` in [0.05, 1], default 0.5)."""
     tuner = {"algorithm": "random", "max_trials": 6, "epochs": 9, "seed": 3, **tuner}
     spec = validate_job(tiny_job(tmp_path, tuner=tuner), cross_check=False)
     job_dir = JobDir(spec.job_dir())
     _prepare_job_dir(job_dir, spec, overwrite=False)
     _write_spec(job_dir, spec)  # job.json, as `harness tune` writes it
     oracle = make_oracle(spec.tuner, job_dir)
-    space = kt.HyperParameters()
-    space.Float("quality", 0.05, 1.0, default=0.5)
-    oracle.update_space(space)
+    oracle.update_space(space or quality_space())
     executor = FakeExecutor(script, make_channel(spec), capacity=capacity)
     spec.resources.max_concurrent_trials = capacity
     return TrialLoop(spec, job_dir, oracle, executor, QUIET), executor
@@ -205,7 +210,7 @@ def test_bayesian_budget_inside_initial_points_is_called_random(tmp_path, max_tr
         assert "9 random initial points" in text
 
 
-@pytest.mark.parametrize("algorithm", ["random", "bayesian", "grid", "hyperband"])
+@pytest.mark.parametrize("algorithm", ["random", "bayesian", "tpe", "grid", "hyperband"])
 def test_each_oracle_drives_the_loop_to_its_end(tmp_path, algorithm):
     def script(request):
         values = request["hyperparameters"]["values"]
