@@ -14,7 +14,8 @@ the job's search space and data tuned by `kt.Hyperband` or `kt.BayesianOptimizat
 `tuner.search` in one process, stopped at the same budget; its best model is then scored on the
 same test split. Writes `<out>/curves.json` and `<out>/curves.png` (all curves on one plot).
 `--harness-oracles` runs the harness once per oracle (random, bayesian, hyperband, asha =
-random search with ASHA pruning) for the oracle comparison at equal budget, or not at all
+random search with ASHA pruning, tpe = TPE with ASHA) for the oracle comparison at equal budget,
+or not at all
 (`none`); `--include` adds an earlier run's `curves.json` to the plot, so that the two sides of
 a race can run at different times, each alone on the machine.
 """

@@ -156,13 +156,15 @@ class TPEOracle(kt.Oracle):
         return hp.prob_to_value(asked.suggest_float(hp.name, 0.0, 1.0))
 
     def _synced_study(self, optuna):
-        """The Optuna study holding every finished trial in trial-id order (TPE weighs trials
-        by their order). Extended while the trials it holds stay the first ones and unchanged;
-        rebuilt otherwise (a trial that finished out of order, a paused trial that continued)."""
+        """The Optuna study holding every finished trial in the order the trials started (TPE
+        weighs trials by their order; a reloaded oracle keeps `start_order`). Extended while
+        the trials it holds stay the first ones and unchanged; rebuilt otherwise (a trial that
+        finished out of order, a paused trial that continued)."""
         now = {
-            t.trial_id: _as_optuna(t)
-            for t in sorted(self.trials.values(), key=lambda t: t.trial_id)
-            if t.status == "COMPLETED" and t.score is not None
+            trial_id: _as_optuna(self.trials[trial_id])
+            for trial_id in self.start_order
+            if self.trials[trial_id].status == "COMPLETED"
+            and self.trials[trial_id].score is not None
         }
         if self._study is None or list(now.items())[: len(self._in_study)] != list(
             self._in_study.items()
