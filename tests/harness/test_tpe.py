@@ -102,3 +102,28 @@ def test_a_resumed_tpe_oracle_proposes_what_the_running_one_would(tmp_path):
     reloaded.update_space(conditional_space())
     assert len(reloaded.trials) == 16
     assert reloaded.populate_space("16") == loop.oracle.populate_space("16")
+
+
+def test_the_study_keeps_the_start_order_when_trial_ids_change_width(tmp_path):
+    # Keras Tuner pads trial ids to max_trials' width, so raising max_trials between two runs of
+    # a job (a resumable change) gives "0".."8" then "09".."13": "09" sorts before "1".
+    loop, _ = make_loop(
+        tmp_path, lr_peak, space=conditional_space(), algorithm="tpe", max_trials=9, epochs=1
+    )
+    loop.run()
+    loop.oracle.max_trials = loop.spec.tuner.max_trials = 14
+    loop.run()
+    order = loop.oracle.start_order
+    assert len(order) == 14 and sorted(order) != order
+    space = {hp.name: hp for hp in conditional_space().space}
+    study = loop.oracle._synced_study(optuna)
+    held = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    for frozen, trial_id in zip(held, order, strict=True):
+        values = loop.oracle.trials[trial_id].hyperparameters.values
+        assert set(frozen.params) == set(values)
+        for name, value in values.items():
+            stored = frozen.params[name]
+            if name == "optimizer":
+                assert stored == value
+            else:
+                assert math.isclose(space[name].prob_to_value(stored), value, rel_tol=1e-9)
