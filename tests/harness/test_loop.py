@@ -189,6 +189,37 @@ def test_time_budget_stops_new_trials(tmp_path):
     assert executor.submitted == [] and outcome.completed == 0
 
 
+def test_a_spent_time_budget_lets_running_trials_finish_and_continues_no_paused_one(
+    tmp_path, monkeypatch
+):
+    pruning = {"rule": "asha", "grace_epochs": 1, "reduction_factor": 3, "promotion": True}
+    # Without a budget, this seeded job continues a paused trial after its k-th submission.
+    free_run, free_executor = make_loop(
+        tmp_path / "free", climb_on, capacity=2, max_trials=9, pruning=pruning
+    )
+    free_run.run()
+    k = next(i for i, r in enumerate(free_executor.submitted) if r.get("continue_from"))
+    # The same job whose budget runs out with the k-th submission: trials are paused then.
+    loop, executor = make_loop(
+        tmp_path / "budget", climb_on, capacity=2, max_trials=9, pruning=pruning
+    )
+    monkeypatch.setattr(loop, "_budget_spent", lambda: len(executor.submitted) >= k)
+    outcome = loop.run()
+
+    def order(submitted):
+        return [(r["trial_id"], r.get("continue_from")) for r in submitted]
+
+    assert order(executor.submitted) == order(free_executor.submitted[:k])  # then nothing more
+    assert loop._paused and not outcome.interrupted
+    records = runs(loop)
+    # The trials running when it ran out trained on to their end (the rule's pause, or all 9
+    # epochs), recorded like any other.
+    for request in executor.submitted[-2:]:
+        record = records[request["trial_id"]]
+        assert record["status"] == "COMPLETED" or record["pruned"]["epochs_done"] in (1, 3)
+    assert outcome.completed + outcome.pruned == k == len(records)
+
+
 @pytest.mark.parametrize("max_trials, warned", [(6, True), (40, False)])
 def test_bayesian_budget_inside_initial_points_is_called_random(tmp_path, max_trials, warned):
     from harness.tuning import _warn_about_budget
