@@ -134,6 +134,7 @@ def run_keras_tuner(
     import keras_tuner as kt
 
     from harness.job_file import load_job
+    from harness.oracles import oracle_seed
     from harness.space import job_space, make_hypermodel
     from pipelines import PIPELINES
     from pipelines.base import without_autotune_thread
@@ -163,7 +164,8 @@ def run_keras_tuner(
         hyperparameters=space,
         directory=str(out / f"kt-{algorithm}"),
         overwrite=True,
-        seed=spec.tuner.seed,
+        # The harness's oracle seed: both sides draw the same random configurations.
+        seed=oracle_seed(spec.tuner.seed),
     )
     if algorithm == "hyperband":
         # Iterations enough to outlast the budget: one Hyperband iteration over 4-epoch trials

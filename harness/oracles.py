@@ -6,6 +6,7 @@ import functools
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -65,10 +66,25 @@ def _objective(spec: TunerSpec) -> kt.Objective:
     return kt.Objective(spec.objective.name, direction=spec.objective.direction)
 
 
+def oracle_seed(seed: int) -> int:
+    """The seed a job's oracle starts from, for the job's `tuner.seed`.
+
+    Keras Tuner's oracles step their seed once per value drawn (`_seed_state += 1`, each value
+    from `random.Random(state)`), so the seeds themselves as starts made nearby seeds replay
+    one sequence shifted: seeds 8 and 9 gave the same draws from a job's third trial on, and
+    seeds 1000 apart would meet after 1,000 values. Hashed, each job seed starts at its own
+    place in [1, 2**31), far from any other's. (Keras Tuner reads a seed of 0 as "random".)"""
+    return zlib.crc32(f"harness.oracle/{seed}".encode()) % (2**31 - 1) + 1
+
+
 def _common(spec: TunerSpec) -> dict:
     # The failure limit is the trial loop's (harness/tuning.py): Keras Tuner's raises from
     # inside end_trial, leaving the failed trial "ongoing" so a resume would re-run it.
-    return dict(objective=_objective(spec), seed=spec.seed, max_consecutive_failed_trials=10**9)
+    return dict(
+        objective=_objective(spec),
+        seed=oracle_seed(spec.seed),
+        max_consecutive_failed_trials=10**9,
+    )
 
 
 def _random(spec: TunerSpec):
@@ -128,9 +144,9 @@ class TPEOracle(kt.Oracle):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # Seeded by the history's size: the same history gives the same proposal, resumed
-            # or not.
+            # or not (numpy's seeds are 32-bit).
             study.sampler = optuna.samplers.TPESampler(
-                seed=self.seed * 1_000_003 + len(self.trials),
+                seed=zlib.crc32(f"{self.seed}/{len(self.trials)}".encode()),
                 n_startup_trials=0,  # the random start is Keras Tuner's (above)
                 multivariate=True,
                 group=True,  # conditional hyperparameters form their own groups

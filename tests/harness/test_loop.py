@@ -84,6 +84,22 @@ def test_runs_max_trials_first_is_default_point(tmp_path):
     strict_json_everywhere(loop.job_dir.root)
 
 
+def test_nearby_seeds_draw_independently_and_a_seed_repeats_its_draws(tmp_path):
+    """Keras Tuner steps an oracle's seed once per value drawn: with the job's seed passed on as
+    it is, seeds 8 and 9 replayed one sequence a value apart (the race's seeds 8 and 9 shared
+    their draws). The harness hashes the job's seed first."""
+
+    def draws(name, seed):
+        loop, executor = make_loop(tmp_path / name, climb, max_trials=25, epochs=1, seed=seed)
+        loop.run()
+        return [r["hyperparameters"]["values"]["quality"] for r in executor.submitted][1:]
+
+    eight, nine, again = draws("8", 8), draws("9", 9), draws("8-again", 8)
+    assert len(eight) == len(nine) == 24
+    assert not set(eight) & set(nine)  # a shifted replay would share 23 of 24
+    assert again == eight
+
+
 def test_asha_prunes_losers_and_their_best_score_counts(tmp_path):
     loop, executor = make_loop(
         tmp_path, climb, max_trials=10, pruning={"rule": "asha", "reduction_factor": 3}
