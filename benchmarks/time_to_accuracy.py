@@ -13,7 +13,8 @@ every epoch's end). The baseline is what a user would do without the harness:
 the job's search space and data tuned by `kt.Hyperband` or `kt.BayesianOptimization` with
 `tuner.search` in one process, stopped at the same budget, from the harness's oracle seed for the
 job's `tuner.seed` (so both sides draw the same random configurations); its best model is then
-scored on the same test split. Writes `<out>/curves.json` and `<out>/curves.png` (all curves on one plot).
+scored on the same test split. Writes `<out>/curves.json` and `<out>/curves.png` (all curves on
+one plot).
 `--harness-oracles` runs the harness once per oracle (random, bayesian, hyperband, asha =
 random search with ASHA pruning, tpe = TPE with ASHA) for the oracle comparison at equal budget,
 or not at all
