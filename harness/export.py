@@ -10,8 +10,10 @@ Each version is written in a temporary folder and renamed into place, so a serve
 
 from __future__ import annotations
 
+import itertools
 import platform
 import shutil
+import statistics
 import time
 import uuid
 import warnings
@@ -66,8 +68,9 @@ def export_trial(
     meta = pipeline.describe(hp)
     keras.backend.clear_session()
     hypermodel = make_hypermodel(spec, meta)
+    refit = None
     if spec.export.retrain:
-        model = _retrain(spec, pipeline, hypermodel, hp, trial, console)
+        model, refit = _retrain(spec, pipeline, hypermodel, hp, trial, console)
     else:
         model = hypermodel.build(hp)
         with warnings.catch_warnings():  # the checkpoint also holds optimizer slots: not needed
@@ -88,8 +91,8 @@ def export_trial(
         served = pipeline.served_test_metrics(serving, hp)
         if served:  # what a caller of the signature gets, e.g. a forecaster's raw units
             manifest["served_test_metrics"] = served
-        if spec.export.retrain:
-            manifest["refit"] = {"data": "train+validation", "epochs": _refit_epochs(spec, trial)}
+        if refit:
+            manifest["refit"] = refit
         _write_formats(shipped, serving, tmp, spec.export.formats)
         _write_companions(tmp, manifest, pipeline, meta, serving, shipped is model)
         atomic_write_json(tmp / "manifest.json", manifest)
@@ -106,11 +109,32 @@ def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
     """Refits the chosen configuration on train + validation from fresh weights: rebuilt by its
     hypermodel and trained by the space's own `fit` (phased transfer training, a GAN's steps),
     for `export.retrain_epochs` (the full schedule) or else as many epochs as its best epoch.
-    Selection stayed on validation; the test split is scored once, after this."""
+    With `export.retrain_time_budget_s`, fewer epochs when those would not fit the budget
+    (a whole, shorter schedule, sized by timing the model's own steps first), and no epoch
+    starts that would end past it. Selection stayed on validation; the test split is scored
+    once, after this. Returns the model and the manifest's `refit` record."""
     import keras
 
+    started = time.monotonic()
     data = pipeline.train_and_validation_data(hp)
     epochs = _refit_epochs(spec, trial)
+    record: dict[str, Any] = {"data": "train+validation", "epochs": epochs}
+    budget = spec.export.retrain_time_budget_s
+    if budget:
+        timing = _time_steps(spec, hypermodel, hp, data, epochs)
+        record.update(timing)
+        record["time_budget_s"] = budget
+        left = budget - (time.monotonic() - started) - timing["first_epoch_extra_s"]
+        # 3% to spare: a full epoch's steps vary more than the timed ones.
+        fitting = max(1, int(0.97 * left // (timing["step_s"] * data.steps_per_epoch)))
+        if fitting < epochs:
+            console.print(
+                f"  refit: {epochs} epochs would not fit {budget} s "
+                f"({timing['step_s'] * 1000:.0f} ms a step): {fitting} epochs instead",
+                highlight=False,
+            )
+            record["epochs_wanted"], epochs = epochs, fitting
+            record["epochs"] = epochs
     keras.utils.set_random_seed(spec.tuner.seed)
     hypermodel.set_training_plan(epochs, data.steps_per_epoch)
     model = hypermodel.build(hp)
@@ -118,6 +142,9 @@ def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
         f"  refit on train + validation: {epochs} epochs of {data.steps_per_epoch} steps",
         highlight=False,
     )
+    callbacks = [_epoch_lines(console, epochs)]
+    if budget:
+        callbacks.append(_stop_before(started + budget, record))
     with warnings.catch_warnings():
         # Keras warns that `shuffle` is ignored for a tf.data input: the pipeline shuffles.
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
@@ -127,10 +154,67 @@ def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
             data.train,
             steps_per_epoch=data.steps_per_epoch,
             epochs=epochs,
-            callbacks=[_epoch_lines(console, epochs)],
+            callbacks=callbacks,
             verbose=0,
         )
-    return model
+    record["duration_s"] = round(time.monotonic() - started, 1)
+    return model, record
+
+
+def _time_steps(spec, hypermodel, hp, data, epochs: int, steps: int = 20) -> dict[str, float]:
+    """Times the chosen model's training steps on the refit's data, before the refit: three
+    short epochs of a throwaway build; the mean of the last two gives the time a step,
+    the first one's excess the one-off cost (tracing, the first reads) the refit pays again."""
+    import keras
+
+    steps = min(steps, data.steps_per_epoch)
+    keras.utils.set_random_seed(spec.tuner.seed)
+    hypermodel.set_training_plan(epochs, data.steps_per_epoch)
+    model = hypermodel.build(hp)
+    marks: list[float] = []
+    clock = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: marks.append(time.monotonic()),
+        on_epoch_end=lambda epoch, logs: marks.append(time.monotonic()),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        hypermodel.fit(
+            hp, model, data.train, steps_per_epoch=steps, epochs=3, callbacks=[clock], verbose=0
+        )
+    del model
+    keras.backend.clear_session()
+    epoch_s = [b - a for a, b in itertools.pairwise(marks)]
+    step_s = statistics.mean(epoch_s[1:] or epoch_s) / steps
+    return {
+        "step_s": round(step_s, 5),
+        "first_epoch_extra_s": round(max(0.0, epoch_s[0] - step_s * steps), 2),
+        "timing_s": round(marks[-1] - marks[0], 1),
+    }
+
+
+def _stop_before(deadline: float, record: dict[str, Any]):
+    """A Keras callback ending the fit after an epoch when the next one, as long as the median
+    epoch so far (the first, with its tracing, only while alone), would end past `deadline`
+    (a monotonic time); noted in `record`. A cut schedule loses its tail, where a cosine or
+    one-cycle rate has little left to give."""
+    import keras
+
+    class StopBefore(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.epoch_s: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.began = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            self.epoch_s.append(now - self.began)
+            typical = statistics.median(self.epoch_s[1:] or self.epoch_s)
+            if now + typical > deadline and epoch + 1 < self.params["epochs"]:
+                self.model.stop_training = True
+                record["stopped_after_epoch"] = epoch + 1
+
+    return StopBefore()
 
 
 def _refit_epochs(spec, trial: dict[str, Any]) -> int:
@@ -200,6 +284,16 @@ def _request(examples: list[Any], serving) -> dict[str, Any]:
     return {"signature_name": "serving_default", "inputs": inputs}
 
 
+def refit_line(refit: dict[str, Any]) -> str:
+    """The model card's sentence on the refit, with how its time budget shaped it."""
+    length = f"{refit['epochs']} epochs"
+    if refit.get("epochs_wanted"):
+        length += f" ({refit['epochs_wanted']} would not fit {refit['time_budget_s']} s)"
+    if refit.get("stopped_after_epoch"):
+        length += f", stopped after epoch {refit['stopped_after_epoch']} at its time budget"
+    return f"Refit on {refit['data']} for {length} before export (selection stayed on validation)."
+
+
 def model_card(manifest: dict[str, Any], has_example: bool, classifier: bool) -> str:
     """A short model card: what the model is, how it was chosen and scored, how to call it."""
     serving = manifest["serving"]
@@ -212,11 +306,7 @@ def model_card(manifest: dict[str, Any], has_example: bool, classifier: bool) ->
         f"{objective['value']:.4f}).",
     ]
     if manifest.get("refit"):
-        refit = manifest["refit"]
-        lines.append(
-            f"Refit on {refit['data']} for {refit['epochs']} epochs before export (selection "
-            "stayed on validation)."
-        )
+        lines.append(refit_line(manifest["refit"]))
     data = manifest["data"]
     tests = ", ".join(f"{k} {v:.4f}" for k, v in manifest["test_metrics"].items())
     lines += [

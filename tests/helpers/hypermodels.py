@@ -1,5 +1,7 @@
 """Hypermodels used by tests through the `package.module:Class` search-space path."""
 
+import time
+
 import keras
 
 from search_spaces.image_cnn import ImageCNN
@@ -42,3 +44,18 @@ class Fixed(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "value": self.value}
+
+
+class SlowCNN(ImageCNN):
+    """The image CNN whose `fit` sleeps `delays[i]` seconds a step in its i-th call (the last
+    value for later calls): a refit's timing then knows how long a step takes."""
+
+    delays: list[float] = [0.02]
+    calls = 0
+
+    def fit(self, hp, model, *args, **kwargs):
+        delay = self.delays[min(SlowCNN.calls, len(self.delays) - 1)]
+        SlowCNN.calls += 1
+        sleep = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: time.sleep(delay))
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), sleep]
+        return super().fit(hp, model, *args, **kwargs)
