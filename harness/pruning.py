@@ -52,6 +52,13 @@ class PruningSpec(BaseModel):
         description="ASHA: pause a trial at each rung until it ranks in the top 1/factor there, "
         "then continue it from its weights (instead of letting the first trials at a rung go on)",
     )
+    promotion_min_trials: int | None = Field(
+        None,
+        ge=2,
+        description="ASHA with promotion: how many trials a rung needs before its best goes on "
+        "(default: the reduction factor, Algorithm 2's top floor(n/factor)); fewer lets the best "
+        "of the first few go on at once, then the top max(1, floor(n/factor))",
+    )
 
     @model_validator(mode="after")
     def _whole_epochs_for_median(self) -> PruningSpec:
@@ -62,6 +69,8 @@ class PruningSpec(BaseModel):
             )
         if self.promotion and self.rule == "median":  # with "none" nothing pauses: moot
             raise ValueError("promotion is a way of ASHA's; the median rule has none")
+        if self.promotion_min_trials and not self.promotion and self.rule == "asha":
+            raise ValueError("promotion_min_trials needs promotion: true")
         return self
 
 
@@ -145,10 +154,22 @@ class PromotingASHA(ASHA):
     slot frees, `promotion` hands out the best paused trial that now ranks in the top
     floor(n/factor) of its rung, the highest rung first. So no trial trains past a rung until
     `factor` trials reached it, and a paused trial may still be continued later.
+
+    `min_trials` below the factor (e.g. 2) shortens that wait: once a rung holds that many, its
+    top max(1, floor(n/factor)) go on. With a quarter-epoch screen and factor 4, the 1-epoch
+    rung fills slowly (16 screens for 4 trials); races on Fashion-MNIST lost 1-3 minutes there
+    with the eventual winner paused at the top of a rung of 2 or 3 (docs/BENCHMARKS.md).
     """
 
-    def __init__(self, max_epochs: int, grace_epochs: float = 1, reduction_factor: int = 3):
+    def __init__(
+        self,
+        max_epochs: int,
+        grace_epochs: float = 1,
+        reduction_factor: int = 3,
+        min_trials: int | None = None,
+    ):
         super().__init__(max_epochs, grace_epochs, reduction_factor)
+        self.min_trials = min_trials or reduction_factor
         self.furthest: dict[str, float] = {}  # how far each trial got, in epochs
         self.taken: set[tuple[str, float]] = set()  # (trial, rung) continued past that rung
 
@@ -184,10 +205,13 @@ class PromotingASHA(ASHA):
         return None
 
     def _top(self, rung: float) -> list[str]:
-        """The trials in the top floor(n/factor) of the n recorded at `rung`, best first."""
+        """The trials in the top max(1, floor(n/factor)) of the n recorded at `rung`, best
+        first; none while n < `min_trials` (by default the factor: Algorithm 2's floor)."""
         records = self.recorded[rung]
+        if len(records) < self.min_trials:
+            return []
         ranked = sorted(records, key=lambda t: (-records[t], t))
-        return ranked[: len(records) // self.factor]
+        return ranked[: max(1, len(records) // self.factor)]
 
 
 class MedianStopping(Pruner):
@@ -256,8 +280,12 @@ def _quantile(values: list[float], q: float) -> float:
 
 PRUNERS: dict[str, Callable[[PruningSpec, int], Pruner]] = {
     "none": lambda spec, max_epochs: NoPruning(),
-    "asha": lambda spec, max_epochs: (PromotingASHA if spec.promotion else ASHA)(
-        max_epochs, spec.grace_epochs, spec.reduction_factor
+    "asha": lambda spec, max_epochs: (
+        PromotingASHA(
+            max_epochs, spec.grace_epochs, spec.reduction_factor, spec.promotion_min_trials
+        )
+        if spec.promotion
+        else ASHA(max_epochs, spec.grace_epochs, spec.reduction_factor)
     ),
     "median": lambda spec, max_epochs: MedianStopping(spec.grace_epochs, spec.min_trials),
 }

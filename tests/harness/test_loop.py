@@ -538,3 +538,19 @@ def test_asha_promotion_pauses_trials_and_continues_the_best_from_their_rung(tmp
     again = TrialLoop(loop.spec, loop.job_dir, oracle, executor, QUIET)
     assert again._paused_trials() == paused
     strict_json_everywhere(loop.job_dir.root)
+
+
+@pytest.mark.parametrize("min_trials", [None, 2])
+def test_promotion_min_trials_lets_the_better_of_two_go_on(tmp_path, min_trials):
+    """Two draws, factor 3: Algorithm 2 pauses both at epoch 1 for good (a rung of 2 has no
+    top third); with `promotion_min_trials: 2` the better one trains on to the next rung."""
+    pruning = {"rule": "asha", "grace_epochs": 1, "reduction_factor": 3, "promotion": True}
+    if min_trials:
+        pruning["promotion_min_trials"] = min_trials
+    loop, executor = make_loop(tmp_path, climb_on, capacity=1, max_trials=2, pruning=pruning)
+    loop.run()
+    quality = {t.trial_id: t.hyperparameters.values["quality"] for t in loop.oracle.trials.values()}
+    better = max(quality, key=quality.get)
+    reached = {t: r["pruned"]["epochs_done"] for t, r in runs(loop).items()}
+    assert reached[min(quality, key=quality.get)] == 1
+    assert reached[better] == (3 if min_trials else 1)

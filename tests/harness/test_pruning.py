@@ -186,3 +186,31 @@ def test_promotion_is_only_asha_s():
     assert NoPruning().promotion({"a": 1}) is None
     # A variant that turns pruning off (a job's smoke section) keeps the flag harmlessly.
     assert type(make_pruner(PruningSpec(rule="none", promotion=True), 9)) is NoPruning
+
+
+def test_promotion_min_trials_lets_the_best_of_a_small_rung_go_on():
+    spec = PruningSpec(rule="asha", promotion=True, reduction_factor=4, promotion_min_trials=2)
+    asha = make_pruner(spec, 4)
+    assert asha.rungs == [1]
+    assert "paused at 1 epochs" in asha.report("a", 1, 0.80)  # alone: not yet
+    assert asha.report("b", 1, 0.90) is None  # best of 2: goes on at once
+    assert "ranks 2 of 3" in asha.report("c", 1, 0.85)  # top max(1, 3 // 4) = 1 is "b"
+    assert asha.promotion({"a": 1, "c": 1}) is None
+    assert "paused" in asha.report("d", 1, 0.70)
+    assert asha.report("e", 1, 0.95) is None  # best of 5: top 1 is itself
+    for trial, value in [("f", 0.1), ("g", 0.2), ("h", 0.3)]:
+        asha.report(trial, 1, value)
+    # 8 at the rung: the top 2 are e (went on) and b (went on): nobody paused ranks there.
+    assert asha.promotion({"a": 1, "c": 1, "d": 1, "f": 1, "g": 1, "h": 1}) is None
+    assert asha.report("i", 1, 0.99) is None
+    assert asha.report("j", 1, 0.05) is not None
+    assert asha.report("k", 1, 0.06) is not None
+    assert asha.report("l", 1, 0.07) is not None
+    # 12 at the rung, top 3: i, e, b. Still none of the paused.
+    assert asha.promotion({"a": 1, "c": 1, "d": 1}) is None
+    # The default, min_trials = factor, is Algorithm 2: a rung of 3 promotes none.
+    plain = make_pruner(PruningSpec(rule="asha", promotion=True, reduction_factor=4), 4)
+    for trial, value in [("a", 0.8), ("b", 0.9), ("c", 0.85)]:
+        assert "paused" in plain.report(trial, 1, value)
+    with pytest.raises(ValidationError, match="promotion_min_trials needs promotion: true"):
+        PruningSpec(rule="asha", promotion_min_trials=2)
