@@ -125,14 +125,13 @@ class ExportSpec(Strict):
     retrain_epochs: PositiveInt | None = None
     # Wall-clock seconds for the refit: fewer epochs (a whole, shorter schedule) when
     # `retrain_epochs` would not fit, sized by timing the chosen model's own steps first.
+    # Without `retrain` it has nothing to bound (`--set export.retrain=false` keeps it, unused).
     retrain_time_budget_s: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _formats_not_empty(self) -> ExportSpec:
         if self.policy != "none" and not self.formats:
             raise ValueError("export.formats is empty; choose from keras, saved_model, tflite")
-        if self.retrain_time_budget_s and not self.retrain:
-            raise ValueError("export.retrain_time_budget_s needs export.retrain: true")
         return self
 
 
