@@ -10,7 +10,6 @@ Each version is written in a temporary folder and renamed into place, so a serve
 
 from __future__ import annotations
 
-import itertools
 import platform
 import shutil
 import statistics
@@ -144,7 +143,7 @@ def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
     )
     callbacks = [_epoch_lines(console, epochs)]
     if budget:
-        callbacks.append(_stop_before(started + budget, record))
+        callbacks.append(_stop_before(started + budget, epochs, record, console))
     with warnings.catch_warnings():
         # Keras warns that `shuffle` is ignored for a tf.data input: the pipeline shuffles.
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
@@ -171,11 +170,13 @@ def _time_steps(spec, hypermodel, hp, data, epochs: int, steps: int = 20) -> dic
     keras.utils.set_random_seed(spec.tuner.seed)
     hypermodel.set_training_plan(epochs, data.steps_per_epoch)
     model = hypermodel.build(hp)
-    marks: list[float] = []
+    began: list[float] = []
+    epoch_s: list[float] = []  # each epoch begin to end: a phased fit's gap between fits is not
     clock = keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: marks.append(time.monotonic()),
-        on_epoch_end=lambda epoch, logs: marks.append(time.monotonic()),
+        on_epoch_begin=lambda epoch, logs: began.append(time.monotonic()),
+        on_epoch_end=lambda epoch, logs: epoch_s.append(time.monotonic() - began[-1]),
     )
+    started = time.monotonic()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         hypermodel.fit(
@@ -183,36 +184,50 @@ def _time_steps(spec, hypermodel, hp, data, epochs: int, steps: int = 20) -> dic
         )
     del model
     keras.backend.clear_session()
-    epoch_s = [b - a for a, b in itertools.pairwise(marks)]
     step_s = statistics.mean(epoch_s[1:] or epoch_s) / steps
     return {
         "step_s": round(step_s, 5),
         "first_epoch_extra_s": round(max(0.0, epoch_s[0] - step_s * steps), 2),
-        "timing_s": round(marks[-1] - marks[0], 1),
+        "timing_s": round(time.monotonic() - started, 1),
     }
 
 
-def _stop_before(deadline: float, record: dict[str, Any]):
-    """A Keras callback ending the fit after an epoch when the next one, as long as the median
-    epoch so far (the first, with its tracing, only while alone), would end past `deadline`
-    (a monotonic time); noted in `record`. A cut schedule loses its tail, where a cosine or
-    one-cycle rate has little left to give."""
+def _stop_before(deadline: float, epochs: int, record: dict[str, Any], console: Console):
+    """A Keras callback ending the fit of `epochs` after an epoch when the next one, as long as
+    the median epoch so far (the first, with its tracing, only while alone), would end past
+    `deadline` (a monotonic time); noted in `record`. A cut schedule loses its tail, where a
+    cosine or one-cycle rate has little left to give. A space whose `fit` trains in phases
+    (transfer learning: one `model.fit` each) goes on to its next phase after a callback
+    stops one; that phase is stopped too, after its first step."""
     import keras
 
     class StopBefore(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
+        def __init__(self):
+            super().__init__()
             self.epoch_s: list[float] = []
+            self.stopped = False
+
+        def on_train_begin(self, logs=None):
+            self.model.stop_training = self.stopped
 
         def on_epoch_begin(self, epoch, logs=None):
             self.began = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
+            if self.stopped:
+                self.model.stop_training = True
+                return
             now = time.monotonic()
             self.epoch_s.append(now - self.began)
             typical = statistics.median(self.epoch_s[1:] or self.epoch_s)
-            if now + typical > deadline and epoch + 1 < self.params["epochs"]:
-                self.model.stop_training = True
+            if now + typical > deadline and epoch + 1 < epochs:
+                self.model.stop_training = self.stopped = True
                 record["stopped_after_epoch"] = epoch + 1
+                console.print(
+                    f"  refit: stopped after epoch {epoch + 1}/{epochs}: the next would end "
+                    f"past its time budget ({record['time_budget_s']} s)",
+                    highlight=False,
+                )
 
     return StopBefore()
 

@@ -13,13 +13,13 @@ from tests.conftest import tiny_job
 from tests.helpers.hypermodels import SlowCNN
 
 
-def refit(tmp_path, monkeypatch, delays, budget, epochs=200):
+def refit(tmp_path, monkeypatch, delays, budget, epochs=200, space="SlowCNN"):
     monkeypatch.setattr(SlowCNN, "delays", delays)
     monkeypatch.setattr(SlowCNN, "calls", 0)
     spec = validate_job(
         tiny_job(
             tmp_path,
-            search_space={"name": "tests.helpers.hypermodels:SlowCNN"},
+            search_space={"name": f"tests.helpers.hypermodels:{space}"},
             export={"retrain": True, "retrain_epochs": epochs, "retrain_time_budget_s": budget},
         )
     )
@@ -51,6 +51,18 @@ def test_a_refit_slower_than_timed_stops_before_its_budget(tmp_path, data_dir, m
     assert record["duration_s"] <= 14 + 1.5
     card = refit_line(record)
     assert f"stopped after epoch {record['stopped_after_epoch']} at its time budget" in card
+
+
+def test_a_phased_refit_stops_in_its_first_phase_for_good(tmp_path, data_dir, monkeypatch):
+    """A space training in two `model.fit` calls (transfer learning) goes on to its second
+    phase when a callback stops the first: the budget's stop holds there too, after a step."""
+    # Each phase is a call of SlowCNN.fit: the timing's two at 5 ms a step, the refit's at 150.
+    delays = [0.005, 0.005, 0.15]
+    model, record = refit(tmp_path, monkeypatch, delays, budget=14, space="PhasedSlowCNN")
+    stopped = record["stopped_after_epoch"]
+    assert stopped < (record["epochs"] + 1) // 2  # inside the first phase
+    assert record["duration_s"] <= 14 + 1.5
+    assert model.optimizer.iterations.numpy() <= stopped * 18 + 1  # at most one step more
 
 
 def test_a_refit_budget_without_a_refit_is_unused(tmp_path):

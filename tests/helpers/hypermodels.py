@@ -59,3 +59,16 @@ class SlowCNN(ImageCNN):
         sleep = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: time.sleep(delay))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), sleep]
         return super().fit(hp, model, *args, **kwargs)
+
+
+class PhasedSlowCNN(SlowCNN):
+    """`SlowCNN` trained in two `model.fit` calls, as the transfer space's `fit` does: the
+    first half of the epochs, then the rest, even when a callback stopped the first."""
+
+    def fit(self, hp, model, *args, epochs=1, initial_epoch=0, **kwargs):
+        switch = (epochs + 1) // 2
+        first = super().fit(hp, model, *args, epochs=switch, initial_epoch=initial_epoch, **kwargs)
+        start = first.epoch[-1] + 1 if first.epoch else switch
+        if start >= epochs:
+            return first
+        return super().fit(hp, model, *args, epochs=epochs, initial_epoch=start, **kwargs)
