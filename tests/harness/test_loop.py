@@ -554,3 +554,23 @@ def test_promotion_min_trials_lets_the_better_of_two_go_on(tmp_path, min_trials)
     reached = {t: r["pruned"]["epochs_done"] for t, r in runs(loop).items()}
     assert reached[min(quality, key=quality.get)] == 1
     assert reached[better] == (3 if min_trials else 1)
+
+
+def test_promotion_leaders_train_the_leader_past_a_rung_it_reaches_alone(tmp_path):
+    """As above with `promotion_leaders`: the better of the two, alone at rung 3 but first at
+    rung 1 (among 2), goes on there too and trains all 9 epochs."""
+    pruning = {
+        "rule": "asha",
+        "grace_epochs": 1,
+        "reduction_factor": 3,
+        "promotion": True,
+        "promotion_min_trials": 2,
+        "promotion_leaders": True,
+    }
+    loop, _ = make_loop(tmp_path, climb_on, capacity=1, max_trials=2, pruning=pruning)
+    outcome = loop.run()
+    quality = {t.trial_id: t.hyperparameters.values["quality"] for t in loop.oracle.trials.values()}
+    better = max(quality, key=quality.get)
+    records = runs(loop)
+    assert records[better]["status"] == "COMPLETED" and outcome.best[0] == better
+    assert records[min(quality, key=quality.get)]["pruned"]["epochs_done"] == 1

@@ -214,3 +214,40 @@ def test_promotion_min_trials_lets_the_best_of_a_small_rung_go_on():
         assert "paused" in plain.report(trial, 1, value)
     with pytest.raises(ValidationError, match="promotion_min_trials needs promotion: true"):
         PruningSpec(rule="asha", promotion_min_trials=2)
+
+
+def test_promotion_leaders_lets_the_leader_of_the_rung_below_go_on():
+    """Seed 4000's race: the better of the first two at the quarter-epoch rung reached the
+    1-epoch rung alone and waited there; with `promotion_leaders` it goes on."""
+    spec = PruningSpec(
+        rule="asha",
+        grace_epochs=0.25,
+        reduction_factor=4,
+        promotion=True,
+        promotion_min_trials=2,
+        promotion_leaders=True,
+    )
+    asha = make_pruner(spec, 4)
+    assert asha.rungs == [0.25, 1]
+    assert "paused" in asha.report("a", 0.25, 0.72)  # alone at the first rung: no rung below
+    assert asha.report("b", 0.25, 0.80) is None  # best of 2
+    assert asha.report("b", 1, 0.85) is None  # alone at 1 epoch, but led the rung below
+    assert "paused" in asha.report("c", 0.25, 0.60)
+    assert asha.report("d", 0.25, 0.82) is None  # top 1 of 4 at the quarter rung
+    # The 1-epoch rung holds 2 now: ranking applies there, not leadership below.
+    assert "ranks 2 of 2" in asha.report("d", 1, 0.81)  # its best so far, 0.82, vs 0.85
+    # Without the option, "b" waits alone at the 1-epoch rung.
+    spec.promotion_leaders = False
+    plain = make_pruner(spec, 4)
+    plain.report("a", 0.25, 0.72)
+    plain.report("b", 0.25, 0.80)
+    assert "paused at 1 epochs" in plain.report("b", 1, 0.85)
+    with pytest.raises(ValidationError, match="promotion_leaders needs promotion: true"):
+        PruningSpec(rule="asha", promotion_leaders=True)
+
+
+def test_promotion_leaders_needs_a_rung_below_with_enough_trials():
+    asha = PromotingASHA(4, 0.25, 4, min_trials=3, leaders=True)
+    asha.report("a", 0.25, 0.9)
+    asha.report("b", 0.25, 0.8)  # the quarter rung holds 2 < 3: it leads nothing yet
+    assert "paused" in asha.report("a", 1, 0.85)
