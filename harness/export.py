@@ -49,7 +49,7 @@ def export_trials(job_dir: JobDir, top: int, console: Console) -> list[dict[str,
         manifests.append(export_trial(job_dir, spec, trial, name, rank, console))
         test = manifests[-1]["test_metrics"]
         shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items())
-        console.print(f"  test: {shown}  -> {manifests[-1]['path']}")
+        console.print(f"  test: {shown}  -> {manifests[-1]['path']}", soft_wrap=True)
     return manifests
 
 
