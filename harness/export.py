@@ -144,18 +144,7 @@ def _retrain(spec, pipeline, hypermodel, hp, trial, console: Console):
     callbacks = [_epoch_lines(console, epochs)]
     if budget:
         callbacks.append(_stop_before(started + budget, epochs, record, console))
-    with warnings.catch_warnings():
-        # Keras warns that `shuffle` is ignored for a tf.data input: the pipeline shuffles.
-        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        hypermodel.fit(
-            hp,
-            model,
-            data.train,
-            steps_per_epoch=data.steps_per_epoch,
-            epochs=epochs,
-            callbacks=callbacks,
-            verbose=0,
-        )
+    _fit(hypermodel, hp, model, data.train, data.steps_per_epoch, epochs, callbacks)
     record["duration_s"] = round(time.monotonic() - started, 1)
     return model, record
 
@@ -177,11 +166,7 @@ def _time_steps(spec, hypermodel, hp, data, epochs: int, steps: int = 20) -> dic
         on_epoch_end=lambda epoch, logs: epoch_s.append(time.monotonic() - began[-1]),
     )
     started = time.monotonic()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-        hypermodel.fit(
-            hp, model, data.train, steps_per_epoch=steps, epochs=3, callbacks=[clock], verbose=0
-        )
+    _fit(hypermodel, hp, model, data.train, steps, 3, [clock])
     del model
     keras.backend.clear_session()
     step_s = statistics.mean(epoch_s[1:] or epoch_s) / steps
@@ -190,6 +175,22 @@ def _time_steps(spec, hypermodel, hp, data, epochs: int, steps: int = 20) -> dic
         "first_epoch_extra_s": round(max(0.0, epoch_s[0] - step_s * steps), 2),
         "timing_s": round(time.monotonic() - started, 1),
     }
+
+
+def _fit(hypermodel, hp, model, train, steps_per_epoch: int, epochs: int, callbacks: list):
+    """The space's own `fit` (phased transfer training, a GAN's steps), silent."""
+    with warnings.catch_warnings():
+        # Keras warns that `shuffle` is ignored for a tf.data input: the pipeline shuffles.
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        hypermodel.fit(
+            hp,
+            model,
+            train,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=0,
+        )
 
 
 def _stop_before(deadline: float, epochs: int, record: dict[str, Any], console: Console):

@@ -222,10 +222,8 @@ class PromotingASHA(ASHA):
         index = self.rungs.index(rung)
         if not self.leaders or index == 0 or len(self.recorded[rung]) >= self.min_trials:
             return False
-        below = self.recorded[self.rungs[index - 1]]
-        if len(below) < self.min_trials:
-            return False
-        return min(below, key=lambda t: (-below[t], t)) == trial_id
+        ranked = self._top(self.rungs[index - 1])  # empty while below `min_trials`
+        return bool(ranked) and ranked[0] == trial_id
 
     def _top(self, rung: float) -> list[str]:
         """The trials in the top max(1, floor(n/factor)) of the n recorded at `rung`, best
