@@ -152,6 +152,16 @@ class JobSpec(Strict):
     def job_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")
 
+    def worker_form(self) -> dict[str, Any]:
+        """The job as its trials' workers receive it (JSON): with the data directory the
+        driver resolved, which workers, maybe on other nodes, read from."""
+        from pipelines.tfds_source import resolve_data_dir
+
+        job = self.model_dump(mode="json")
+        if "data_dir" in job["data"]:
+            job["data"]["data_dir"] = str(resolve_data_dir(self.data.data_dir))
+        return job
+
 
 def validate_job(raw: dict[str, Any], source: str = "job", cross_check: bool = True) -> JobSpec:
     """Validates a raw job mapping, including the pipeline's and search space's own options.

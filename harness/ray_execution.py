@@ -39,11 +39,12 @@ WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
 class TrialWorker:
     """A warm worker process (Ray actor): runs `run_trial` for each request it is given."""
 
-    def warm(self, resources: dict[str, Any]) -> None:
-        """Imports what a trial needs and sets up devices before the first trial arrives."""
+    def warm(self, resources: dict[str, Any], job: dict[str, Any] | None = None) -> None:
+        """Imports what a trial needs, sets up devices and reads `job`'s data before the
+        first trial arrives."""
         from harness.trial_runner import warm_up
 
-        warm_up(resources)
+        warm_up(resources, job)
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         from harness.trial_runner import run_trial
@@ -68,7 +69,12 @@ class RayChannelClient:
 def executor_for(spec: JobSpec, address: str | None = None) -> RayExecutor:
     """The executor of a job: its resources, pruning channel and (on a cluster) its own code."""
     return RayExecutor(
-        spec.resources, make_channel(spec), address, user_packages(spec), spec.tuner.max_trials
+        spec.resources,
+        make_channel(spec),
+        address,
+        user_packages(spec),
+        spec.tuner.max_trials,
+        spec.worker_form(),
     )
 
 
@@ -107,8 +113,10 @@ class RayExecutor:
         address: str | None = None,
         py_modules: list[str] | None = None,
         max_trials: int | None = None,
+        job: dict[str, Any] | None = None,
     ):
         self.resources = resources
+        self._job = job  # its worker form: each new actor reads its data while it warms
         # The job's own code (a `package.module:Class` search space from the working
         # directory): shipped to every node of a cluster by Ray's runtime environment.
         self.py_modules = py_modules or []
@@ -355,7 +363,7 @@ class RayExecutor:
         """A new worker process for `slot`; it starts importing at once (its `warm` call runs
         before any trial queued behind it)."""
         slot.actor, slot.trials = self._worker_cls.remote(), 0
-        slot.actor.warm.remote(self.resources.model_dump(mode="json"))
+        slot.actor.warm.remote(self.resources.model_dump(mode="json"), self._job)
 
     def _retire(self, index: int) -> None:
         _kill(self._slots[index].actor)

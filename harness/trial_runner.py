@@ -78,7 +78,8 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
             model.load_weights(str(job_dir.paused_path(trial_id, resume["epochs_done"])))
     timings["build_s"] = time.perf_counter() - t
 
-    examples = _examples(job_dir, hp, pipeline, data, meta) if pipeline.shows_examples else None
+    asked = pipeline.shows_examples and request.get("examples", True)
+    examples = _examples(job_dir, hp, pipeline, data, meta) if asked else None
     pause_to = None
     if spec.tuner.pruning.promotion:  # a stop is a pause: keep the weights to continue from
 
@@ -136,9 +137,10 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def warm_up(resources: dict[str, Any]) -> None:
+def warm_up(resources: dict[str, Any], job: dict[str, Any] | None = None) -> None:
     """A new worker's start, before its first trial: imports, device set-up (threads, GPU
-    memory growth, logical CPUs), and the imported modules frozen out of garbage collection."""
+    memory growth, logical CPUs), the data of `job` (its worker form) read, and what that
+    made frozen out of garbage collection."""
     import_keras_without_extras()
     import harness.callbacks  # noqa: F401
     import harness.space  # noqa: F401
@@ -147,7 +149,26 @@ def warm_up(resources: dict[str, Any]) -> None:
     from harness.strategy import configure_devices
 
     configure_devices(ResourcesSpec.model_validate(resources))
-    _release()  # collects, then freezes what the imports made
+    if job is not None:
+        _prepare_data(job)
+    _release()  # collects, then freezes what the imports and the data made
+
+
+def _prepare_data(job: dict[str, Any]) -> None:
+    """Reads and prepares the job's data for its default point in the pipeline a trial takes
+    from `_pipeline`, so that the first trial does not pay for it. A failure is left to that
+    trial: it makes the same calls, and reports the error as its own."""
+    import keras_tuner as kt
+
+    from harness.job import validate_job
+
+    try:
+        pipeline = _pipeline(validate_job(job, source="job.json", cross_check=False).data)
+        hp = kt.HyperParameters()
+        pipeline.declare_hyperparameters(hp)
+        pipeline.train_data(hp)
+    except Exception:  # noqa: BLE001, S110 - the trial raises and reports it
+        pass
 
 
 def trial_seed(job_seed: int, trial_id: str) -> int:

@@ -285,15 +285,15 @@ class TrialLoop:
         self._earlier_elapsed = read_json(job_dir.state_path, {}).get("elapsed_s", 0.0)
         self._failures_in_a_row = 0
         self._examples: list[dict[str, Any]] = []  # example batches trials sent, to draw
+        # The `examples` runs (by augment_strength) whose images a running trial was asked to
+        # send: one trial each, not every slot's first trial before the driver has drawn them.
+        self._examples_asked: set[Any] = set()
         # ASHA's promotions: paused trials (id -> the rung, in epochs, where each paused) and
         # the continued ones running now (id -> the rung each continues from).
         self._paused: dict[str, float] = {}
         self._continuing: dict[str, float] = {}
         self.outcome = JobOutcome(job_dir)
-        # Workers (maybe on other nodes) read data from the directory the driver resolved.
-        self._worker_spec = spec.model_dump(mode="json")
-        if "data_dir" in self._worker_spec["data"]:
-            self._worker_spec["data"]["data_dir"] = str(resolve_data_dir(spec.data.data_dir))
+        self._worker_spec = spec.worker_form()
 
     def run(self) -> JobOutcome:
         free = [f"tuner{i}" for i in range(self.spec.resources.max_concurrent_trials)]
@@ -389,6 +389,9 @@ class TrialLoop:
             "hyperparameters": trial.hyperparameters.get_config(),
             "submitted_at": time.time(),
         }
+        strength = trial.hyperparameters.values.get("augment_strength")
+        request["examples"] = strength not in self._examples_asked
+        self._examples_asked.add(strength)
         run = {
             "status": "RUNNING",
             "runs": previous.get("runs", 0) + 1,
@@ -468,7 +471,9 @@ class TrialLoop:
         continued = self._continuing.pop(trial.trial_id, None)
         if result is not None and continued is not None:
             result = self._with_earlier_epochs(trial, result, int(continued))
-        if result is not None:
+        if result is None:  # a trial asked for the example images may not have sent them
+            self._examples_asked.discard(trial.hyperparameters.values.get("augment_strength"))
+        else:
             if result.get("examples"):
                 self._examples.append(result["examples"])
             error = self._report_epochs(trial, result)

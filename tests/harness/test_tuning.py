@@ -10,10 +10,11 @@ import pytest
 import ray
 from rich.console import Console
 
+from harness import trial_runner
 from harness.errors import UserError
 from harness.job import validate_job
 from harness.jobdir import JobDir
-from harness.trial_runner import run_trial, trial_seed
+from harness.trial_runner import run_trial, trial_seed, warm_up
 from harness.tuning import (
     _check_promotion,
     _check_same_data,
@@ -68,14 +69,18 @@ def test_trials_on_ray_are_recorded(ray_local, tmp_path):
             "submitted_at": 0.0,
         }
 
-    # Each rerun sends the example images (no driver here draws them): taking them may not
-    # change the batches it trains on.
-    in_one_process = ray.remote(lambda requests: [run_trial(r) for r in requests])
-    reruns = ray.get(
-        in_one_process.remote(
-            [request(records[1], "a"), request(records[0], "a"), request(records[0], "b")]
-        )
-    )[1:]
+    # In a process warmed as an actor is (its data read before any trial): each rerun sends
+    # the example images (no driver here draws them), unless told not to; neither the warm-up's
+    # reading nor taking the images may change the batches a trial trains on.
+    def in_one_process(requests):
+        warm_up(spec.resources.model_dump(mode="json"), spec.worker_form())
+        assert len(trial_runner._PIPELINES) == 1  # the trials below take the data read here
+        return [run_trial(r) for r in requests]
+
+    not_asked = {**request(records[1], "a"), "examples": False}
+    first, again = request(records[0], "c"), [request(records[0], d) for d in ("a", "b")]
+    reruns = ray.get(ray.remote(in_one_process).remote([first, not_asked, *again]))
+    assert reruns.pop(1)["examples"] is None
     assert all(len(rerun["examples"]["images"]) == 8 for rerun in reruns)
     recorded = records[0]["metrics"]["metrics"]
     for rerun in reruns:
