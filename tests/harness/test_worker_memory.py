@@ -119,6 +119,23 @@ def test_other_data_options_get_a_new_pipeline(warm_worker, tmp_path):
     assert trial_runner._pipeline(other.data).config.batch_size == 16
 
 
+def test_warm_up_reads_the_data_a_trial_then_takes_and_leaves_errors_to_it(
+    warm_worker, tmp_path, monkeypatch
+):
+    spec = validate_job(tiny_job(tmp_path))
+    trial_runner._prepare_data(spec.worker_form())
+    (prepared,) = trial_runner._PIPELINES.values()
+    reads = []
+    monkeypatch.setattr(type(prepared.source), "dataset", lambda *a: reads.append(a))
+    assert trial_runner._pipeline(spec.data) is prepared
+    prepared.train_data(kt.HyperParameters())
+    assert reads == []  # read in the warm-up, not again for the trial
+    # Data the worker cannot read: the warm-up goes on; the trial's own read reports it.
+    missing = validate_job(tiny_job(tmp_path, data={"data_dir": str(tmp_path / "nowhere")}))
+    trial_runner._prepare_data(missing.worker_form())
+    trial_runner._prepare_data({"name": "not a job"})
+
+
 def test_a_worker_imports_keras_without_its_unused_extras():
     """A worker's warm-up leaves out what `import keras` would add but no trial uses (about 2 s
     of a worker's start); the packages stay importable for the harness's own use."""
