@@ -285,9 +285,9 @@ class TrialLoop:
         self._earlier_elapsed = read_json(job_dir.state_path, {}).get("elapsed_s", 0.0)
         self._failures_in_a_row = 0
         self._examples: list[dict[str, Any]] = []  # example batches trials sent, to draw
-        # The `examples` runs (by augment_strength) whose images a running trial was asked to
-        # send: one trial each, not every slot's first trial before the driver has drawn them.
-        self._examples_asked: set[Any] = set()
+        # The `examples` runs (by augment_strength) whose images a running trial (the value) was
+        # asked to send: one trial each, not every slot's first trial before any is drawn.
+        self._examples_asked: dict[Any, str] = {}
         # ASHA's promotions: paused trials (id -> the rung, in epochs, where each paused) and
         # the continued ones running now (id -> the rung each continues from).
         self._paused: dict[str, float] = {}
@@ -391,7 +391,7 @@ class TrialLoop:
         }
         strength = trial.hyperparameters.values.get("augment_strength")
         request["examples"] = strength not in self._examples_asked
-        self._examples_asked.add(strength)
+        self._examples_asked.setdefault(strength, trial.trial_id)
         run = {
             "status": "RUNNING",
             "runs": previous.get("runs", 0) + 1,
@@ -471,8 +471,10 @@ class TrialLoop:
         continued = self._continuing.pop(trial.trial_id, None)
         if result is not None and continued is not None:
             result = self._with_earlier_epochs(trial, result, int(continued))
-        if result is None:  # a trial asked for the example images may not have sent them
-            self._examples_asked.discard(trial.hyperparameters.values.get("augment_strength"))
+        if result is None:
+            strength = trial.hyperparameters.values.get("augment_strength")
+            if self._examples_asked.get(strength) == trial.trial_id:
+                del self._examples_asked[strength]  # it sent no images: ask the next trial
         else:
             if result.get("examples"):
                 self._examples.append(result["examples"])
