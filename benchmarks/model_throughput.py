@@ -17,6 +17,9 @@ import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from harness import tf_env  # noqa: E402
+
+tf_env.apply()  # TensorFlow's allocator as the harness's processes run it
 
 POINTS = {
     "tutorial": {},

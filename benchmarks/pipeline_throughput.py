@@ -17,6 +17,9 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from harness import tf_env  # noqa: E402
+
+tf_env.apply()  # TensorFlow's allocator as the harness's processes run it
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402

@@ -33,6 +33,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from harness import tf_env  # noqa: E402
+
+# The Keras Tuner baseline runs in this process: the same TensorFlow allocator as the harness's
+# trials, so the race compares searches, not allocators.
+tf_env.apply()
 
 ORACLE_OVERRIDES = {
     "job": [],

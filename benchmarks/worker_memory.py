@@ -36,6 +36,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from harness import tf_env  # noqa: E402
+
+tf_env.apply()  # TensorFlow's allocator as the harness's processes run it
 
 import keras_tuner as kt  # noqa: E402
 

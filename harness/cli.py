@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from harness import quiet
+from harness import quiet, tf_env
 from harness.errors import UserError
 
 # Exit codes a script can trust (README, "Exit codes"); 1 is left to Python: a bug, with its
@@ -364,6 +364,7 @@ def outcome_code(outcome, export_requested: bool) -> tuple[int, str]:
 def main() -> None:
     """Entry point: user mistakes print one line and exit 2, with no traceback."""
     quiet.install()  # before anything imports TensorFlow
+    tf_env.apply()  # before TensorFlow runs an op (the refit and export run here)
     # A job may name its own `package.module:Class` from the directory harness runs in; the
     # installed console script (unlike `python -m harness`) does not put it on sys.path.
     if os.getcwd() not in sys.path:

@@ -142,6 +142,7 @@ class _FakeTrial:
             "replicas": 1,
             "global_batch_size": 0,
             "worker_rss_mb": 0.0,
+            "tensorflow_peak_mb": None,
             "started": self.started,
             "ended": time.time(),
         }

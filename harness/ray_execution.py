@@ -26,7 +26,7 @@ from typing import Any
 
 import ray
 
-from harness import reaper
+from harness import reaper, tf_env
 from harness.channel import EpochChannel, make_channel
 from harness.errors import UserError
 from harness.job import JobSpec, ResourcesSpec
@@ -241,7 +241,7 @@ class RayExecutor:
             self._thread = None
 
     def _worker_env(self) -> dict[str, str]:
-        env = dict(WORKER_ENV)
+        env = {**WORKER_ENV, **tf_env.defaults()}
         if not (self.address and self.py_modules):
             paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))

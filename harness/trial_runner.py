@@ -53,6 +53,7 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     configure_devices(spec.resources)
     strategy = make_strategy(spec.resources)
     _release()  # what earlier trials of this warm worker left, even if they failed
+    _tensorflow_peak_mb(reset=True)
     # Before the datasets are made: a shuffle's seed pairs its own with the global one, which an
     # earlier trial of this warm worker would otherwise have left. Seeds weights, dropout and
     # data order, so a rerun is exact with data.deterministic, whatever ran before in the process.
@@ -132,9 +133,25 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
         "replicas": strategy.num_replicas_in_sync,
         "global_batch_size": data.batch_size,
         "worker_rss_mb": psutil.Process().memory_info().rss / 2**20,  # memory across trials
+        "tensorflow_peak_mb": _tensorflow_peak_mb(),  # this trial's tensors at their peak
         "started": started,
         "ended": time.time(),
     }
+
+
+def _tensorflow_peak_mb(reset: bool = False) -> float | None:
+    """The most memory TensorFlow's CPU allocator held at once since the last reset, in MB;
+    None where that allocator keeps no count (a user turned `TF_CPU_ALLOCATOR_USE_BFC` off:
+    harness.tf_env)."""
+    import tensorflow as tf
+
+    try:
+        if reset:
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            return None
+        return tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    except ValueError:  # "Allocator stats not available": the default (malloc) allocator
+        return None
 
 
 def warm_up(resources: dict[str, Any], job: dict[str, Any] | None = None) -> None:

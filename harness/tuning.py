@@ -661,6 +661,7 @@ RUN_FIELDS = (
     "replicas",
     "global_batch_size",
     "worker_rss_mb",
+    "tensorflow_peak_mb",
     "seed",
     "started",
     "warm_start_from",

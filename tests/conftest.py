@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import tf_env
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf_env.apply()  # the TensorFlow allocator users get (before this process runs an op)
 REPO = Path(__file__).resolve().parents[1]
 # Where real datasets were imported (CI: .ci/run), read before the fixtures point
 # HARNESS_DATA_DIR at the tiny test data.

@@ -147,3 +147,21 @@ def test_the_driver_reads_its_data_only_once_the_workers_have_started(tmp_path, 
     with pytest.raises(RuntimeError, match="enough"):
         tuning.tune(spec, Console(quiet=True), executor=Executor())
     assert calls == ["workers started", "data", "closed"]
+
+
+def test_workers_get_tensorflows_allocator_setting_unless_the_user_chose(monkeypatch):
+    """harness.tf_env's variables reach every worker (a cluster's as its runtime environment);
+    a value the user set is passed on instead of the harness's."""
+    from harness import ray_execution
+    from harness.channel import EpochChannel
+    from harness.job import ResourcesSpec
+
+    def worker_env() -> dict[str, str]:
+        resources = ResourcesSpec()
+        executor = ray_execution.RayExecutor(resources, EpochChannel(None, "loss", "min"), None)
+        return executor._worker_env()
+
+    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
+    assert worker_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "true"
+    monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", "false")
+    assert worker_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "false"

@@ -32,8 +32,13 @@ def start_driver(job: dict, tmp_path: Path, *extra: str, command: str = "tune"):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # Unbuffered: what a driver printed before a SIGKILL is read afterwards.
-        env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
+        # Unbuffered: what a driver printed before a SIGKILL is read afterwards. Without the
+        # allocator setting conftest gives this process: the driver sets it for its workers.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"},
+            "COLUMNS": "200",
+            "PYTHONUNBUFFERED": "1",
+        },
         start_new_session=True,
     )
 
@@ -164,6 +169,8 @@ def test_a_worker_then_the_driver_killed_the_job_ends_as_one_run_would(tmp_path,
     records = job_dir.trial_records()
     assert [r["trial_id"] for r in records] == ["0", "1"]  # no duplicates, none lost
     assert all(r["status"] == "COMPLETED" for r in records)
+    # The workers ran with TensorFlow's BFC allocator (harness.tf_env): only it counts a peak.
+    assert all(r["run"]["tensorflow_peak_mb"] > 0 for r in records)
     assert records[0]["run"]["runs"] == 1 and records[0]["score"] == first["score"]
     assert records[1]["run"]["runs"] == 3  # the trial in flight ran again, twice
     assert "2 completed, 0 pruned, 0 failed" in out
