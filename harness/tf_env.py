@@ -11,9 +11,10 @@ every block over 32 MB fresh from the kernel and unmaps it when it is freed. A t
 so each step faulted in about 500 MB of zeroed pages: on 2 slow cores, 136,000 page faults and
 391 ms of kernel time in a 730 ms step, and the shipped IMDB job's trials ran out of time.
 TensorFlow's best-fit-with-coalescing allocator (the one its GPU builds use for host memory)
-keeps freed blocks for the next step: 294 ms a step, no page faults; a batch-norm CNN's steps
-3-7% faster, with a lower peak RSS (docs/BENCHMARKS.md, session 24). It grows as needed (to
-TensorFlow's default 64 GB cap, `TF_CPU_BFC_MEM_LIMIT_IN_MB`) and keeps what it took.
+keeps freed blocks for the next step: 294 ms a step, no page faults. Batch-norm CNNs' steps
+moved by a few percent either way (benchmarks/allocator.py; docs/BENCHMARKS.md, session 24). It
+grows as needed (to TensorFlow's default 64 GB cap, `TF_CPU_BFC_MEM_LIMIT_IN_MB`) and keeps what
+it took; a warm worker's RSS stays flat across trials (0.14 MB a trial, tutorial CNN).
 """
 
 from __future__ import annotations
