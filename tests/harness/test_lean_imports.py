@@ -31,8 +31,9 @@ def test_the_driver_keeps_scikit_learn_for_the_bayesian_oracle_only(tmp_path, al
     assert out.stdout.strip() == str(algorithm == "bayesian")
 
 
-def test_tune_passes_the_job_algorithm(monkeypatch, tmp_path):
-    """`harness tune` keeps scikit-learn exactly for Bayesian jobs."""
+def test_tune_passes_the_job_algorithm(monkeypatch, tmp_path, data_dir):
+    """`harness tune` keeps scikit-learn exactly for Bayesian jobs (on the tiny imported data:
+    `tune` refuses a dataset that was never imported before it gets that far)."""
     from harness import cli, lean_imports
     from harness.job import validate_job
     from tests.conftest import tiny_job
