@@ -150,7 +150,7 @@ def _tensorflow_peak_mb(reset: bool = False) -> float | None:
             tf.config.experimental.reset_memory_stats("CPU:0")
             return None
         return tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
-    except ValueError:  # "Allocator stats not available": the default (malloc) allocator
+    except (ValueError, RuntimeError):  # "Allocator stats not available": malloc, the default
         return None
 
 
