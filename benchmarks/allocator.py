@@ -53,15 +53,15 @@ MODELS = {
 
 # Runs in the child process: builds the model by its space, trains, prints one JSON line.
 CHILD = r"""
-import json, os, resource, sys, time
+import json, resource, sys, time
 import numpy as np
 import keras, keras_tuner as kt, tensorflow as tf
 from pipelines.base import DataMeta
 
-name, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+steps, threads = int(sys.argv[1]), int(sys.argv[2])
 tf.config.threading.set_intra_op_parallelism_threads(threads)
 tf.config.threading.set_inter_op_parallelism_threads(threads)
-spec = json.loads(sys.argv[4])
+spec = json.loads(sys.argv[3])
 rng = np.random.default_rng(0)
 n = spec["batch"] * (steps + 2)
 if spec["task"] == "text":
@@ -109,7 +109,7 @@ def measure(name: str, bfc: bool, steps: int, threads: int) -> dict:
     }
     spec = json.dumps(MODELS[name])
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, name, str(steps), str(threads), spec],
+        [sys.executable, "-c", CHILD, str(steps), str(threads), spec],
         capture_output=True,
         text=True,
         env=env,
