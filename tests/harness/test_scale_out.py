@@ -21,6 +21,9 @@ from harness.jobdir import JobDir, read_json
 from harness.tuning import tune
 from tests.conftest import PINNED_CNN, REPO, learning_rates, tiny_job
 
+# conftest's small pinned net, its learning rate left to the tuner (trials differ only there).
+DRAWN_RATE = {k: v for k, v in PINNED_CNN.items() if k != "learning_rate"}
+
 
 def start_driver(job: dict, tmp_path: Path, *extra: str, command: str = "tune"):
     path = tmp_path / "job.yaml"
@@ -97,6 +100,7 @@ def test_mirrored_strategy_over_two_logical_cpus(ray_local, tmp_path):
         tmp_path,
         # With a rung at half an epoch: the mid-epoch validation saves and restores the
         # training metrics' mirrored variables.
+        search_space={"name": "image_cnn", "fixed": DRAWN_RATE},
         tuner={"max_trials": 1, "epochs": 2},
         resources={"cpus_per_trial": 1, "logical_cpu_devices": 2},
     )
@@ -191,6 +195,8 @@ def test_warm_workers_keep_their_gpus_for_life(ray_local, tmp_path):
     every one."""
     job = tiny_job(
         tmp_path,
+        # A small fixed net (only the learning rate drawn): the test is about processes.
+        search_space={"name": "image_cnn", "fixed": DRAWN_RATE},
         tuner={"max_trials": 4, "epochs": 1},
         resources={"cpus_per_trial": 1, "gpus_per_trial": 1, "max_concurrent_trials": 2},
         export={"policy": "none"},
@@ -215,10 +221,11 @@ def test_hyperband_rounds_continue_from_earlier_checkpoints(ray_local, tmp_path)
         # Two brackets: two 1-epoch trials, the better one continued to epoch 2; then two
         # 2-epoch trials.
         tuner={"algorithm": "hyperband", "max_trials": 6, "epochs": 2, "hyperband_factor": 2},
-        # A cosine schedule over the job's 2 epochs, no warm-up: at 0 when the plan ends.
+        # A cosine schedule over the job's 2 epochs, no warm-up: at 0 when the plan ends. A
+        # small net, only its learning rate drawn: the rounds and their weights are the test.
         search_space={
             "name": "image_cnn",
-            "fixed": {"dense_units": 32, "lr_schedule": "cosine", "warmup_fraction": 0.0},
+            "fixed": {**DRAWN_RATE, "lr_schedule": "cosine", "warmup_fraction": 0.0},
         },
         export={"policy": "none"},
     )
