@@ -44,10 +44,18 @@ class EpochChannel:
                 if math.isfinite(value):
                     self.pruner.report(trial_id, epochs_done, self.sign * value)
 
-    def report(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> str | None:
-        """One finished epoch (0-based `epoch`) of a running trial; returns a reason to stop."""
+    def report(
+        self,
+        trial_id: str,
+        epoch: int,
+        metrics: dict[str, float],
+        ranked: dict[str, float] | None = None,
+    ) -> str | None:
+        """One finished epoch (0-based `epoch`) of a running trial; returns a reason to stop.
+        `ranked`, at a rung under `rung_averaging`, is what the rule ranks instead of `metrics`
+        (the averaged weights' validation); progress shows `metrics`."""
         self.pending.append({"trial_id": trial_id, "epoch": epoch, "metrics": metrics})
-        return self._decide(trial_id, epoch + 1, metrics.get(self.objective))
+        return self._decide(trial_id, epoch + 1, (ranked or metrics).get(self.objective))
 
     def check(self, trial_id: str, epochs_done: float, metrics: dict[str, float]) -> str | None:
         """A mid-epoch validation at a rung inside an epoch (`pruning.mid_epoch_points`);

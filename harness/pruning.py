@@ -19,6 +19,10 @@ is already in the top floor(n/factor) of the n trials recorded there; otherwise 
 weights are kept) and the driver continues it from them once it ranks there, before it draws a
 new configuration (`Pruner.promotion`).
 
+Mid-schedule, at a high learning rate, the score of a trial's last weights swings by points
+from run to run; `rung_averaging` makes each rung rank the weights averaged over the way there
+instead (harness/callbacks.py, `AveragedRungs`), which the rule hears like any rung's score.
+
 Interface: `Pruner.report(trial_id, epochs_done, value) -> reason | None`; values are
 "higher is better" (the channel flips a minimised objective); `epochs_done` is a whole number
 of epochs, or a rung's fraction. `NoPruning` is the trivial rule.
@@ -65,6 +69,15 @@ class PruningSpec(BaseModel):
         "promotion_min_trials) goes on if it ranks first at the rung below, among at least that "
         "many, instead of pausing until others arrive",
     )
+    rung_averaging: float = Field(
+        0,
+        ge=0,
+        le=1,
+        description="ASHA: rank a trial at a rung by the validation score of its weights "
+        "averaged over this fraction of the way from the rung below (0.5: the last half), "
+        "not by its last step's weights, which swing with a high learning rate mid-schedule; "
+        "0 is off. The trial's own metrics stay its trained weights'",
+    )
 
     @model_validator(mode="after")
     def _whole_epochs_for_median(self) -> PruningSpec:
@@ -75,6 +88,8 @@ class PruningSpec(BaseModel):
             )
         if self.promotion and self.rule == "median":  # with "none" nothing pauses: moot
             raise ValueError("promotion is a way of ASHA's; the median rule has none")
+        if self.rung_averaging and self.rule == "median":
+            raise ValueError("rung_averaging ranks at ASHA's rungs; the median rule has none")
         for key in ("promotion_min_trials", "promotion_leaders"):
             if getattr(self, key) and not self.promotion and self.rule == "asha":
                 raise ValueError(f"{key} needs promotion: true")

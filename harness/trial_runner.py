@@ -310,8 +310,8 @@ def _callbacks(
 ) -> list:
     import keras
 
-    from harness.callbacks import BestCheckpoint, MidEpochCheck
-    from harness.pruning import mid_epoch_points
+    from harness.callbacks import AveragedRungs, BestCheckpoint, MidEpochCheck
+    from harness.pruning import asha_rungs, mid_epoch_points
 
     callbacks = [
         keras.callbacks.TensorBoard(
@@ -325,13 +325,27 @@ def _callbacks(
         ),
         recorder,
     ]
-    points = mid_epoch_points(spec.tuner.pruning, spec.tuner.epochs)
+    pruning = spec.tuner.pruning
+    averaged = pruning.rule == "asha" and pruning.rung_averaging > 0
+    if averaged:  # every rung, whole epochs too: ranked by the averaged weights
+        points = asha_rungs(spec.tuner.epochs, pruning.grace_epochs, pruning.reduction_factor)
+    else:
+        points = mid_epoch_points(pruning, spec.tuner.epochs)
     if resume:  # the rungs it passed already are not checked again
         points = [p for p in points if p > resume["epochs_done"]]
     if points and data.validation is not None:
-        callbacks.append(
-            MidEpochCheck(recorder, points, data.steps_per_epoch, data.validation, start)
-        )
+        if averaged:
+            check = AveragedRungs(
+                recorder,
+                points,
+                pruning.rung_averaging,
+                data.steps_per_epoch,
+                data.validation,
+                start,
+            )
+        else:
+            check = MidEpochCheck(recorder, points, data.steps_per_epoch, data.validation, start)
+        callbacks.append(check)
     # Spaces may add their own (e.g. GAN sample grids), written beside the trial's scalars.
     callbacks.extend(hypermodel.extra_callbacks(str(job_dir.trial_board(trial_id))))
     stop = spec.training.early_stopping

@@ -595,14 +595,15 @@ class TrialLoop:
                 # A trial stopped mid-epoch reported no epoch past that point while it ran
                 # (its partial epoch's score is its check's): replay what the rule heard.
                 stop = (run.get("pruned") or {}).get("epochs_done", float("inf"))
-                curves[t.trial_id] = [
-                    (int(o.step) + 1, float(o.value[0])) for o in history if o.step + 1 <= stop
-                ]
-                curves[t.trial_id] += [
+                curve = {int(o.step) + 1: float(o.value[0]) for o in history if o.step + 1 <= stop}
+                # Checks after: at a whole-epoch rung under `rung_averaging` the rule ranked
+                # the averaged weights' score, not the epoch's.
+                curve.update(
                     (c["epochs_done"], c["metrics"][name])
                     for c in run.get("checks") or []
                     if name in c["metrics"]
-                ]
+                )
+                curves[t.trial_id] = sorted(curve.items())
         return curves
 
     def _announce_resume(self) -> None:

@@ -494,6 +494,18 @@ def test_resume_replays_mid_epoch_checks_as_the_rule_heard_them(tmp_path):
     # The other trial (stopped at a whole-epoch rung, or not at all) keeps every epoch it ran.
     history = loop.oracle.trials[finished].metrics.get_history("val_accuracy")
     assert [epochs for epochs, _ in curves[finished]] == list(range(1, len(history) + 1))
+    # Under `rung_averaging` the rule ranked the averaged weights at the whole-epoch rung 1:
+    # the replay gives that score for epoch 1, not the epoch's own.
+    path = loop.job_dir.trial_dir(finished) / "run.json"
+    run = read_json(path)
+    run["checks"] = [
+        {"epochs_done": 0.5, "metrics": {"val_accuracy": 0.41}, "averaged": True},
+        {"epochs_done": 1, "metrics": {"val_accuracy": 0.42}, "averaged": True},
+    ]
+    path.write_text(json.dumps(run))
+    replayed = loop._curves()[finished]
+    assert replayed[:2] == [(0.5, 0.41), (1, 0.42)]
+    assert [epochs for epochs, _ in replayed[2:]] == list(range(2, len(history) + 1))
 
 
 def climb_on(request):

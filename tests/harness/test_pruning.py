@@ -117,6 +117,23 @@ def test_median_rule_refuses_a_fraction_of_an_epoch():
         PruningSpec(rule="asha", grace_epochs=0)
 
 
+def test_rung_averaging_is_asha_s():
+    with pytest.raises(ValidationError, match="rung_averaging ranks at ASHA's rungs"):
+        PruningSpec(rule="median", rung_averaging=0.5)
+    with pytest.raises(ValidationError):
+        PruningSpec(rule="asha", rung_averaging=1.5)
+    assert PruningSpec(rule="none", rung_averaging=0.5).rung_averaging == 0.5  # a smoke run
+
+
+def test_channel_ranks_what_the_worker_averaged_and_shows_the_epoch():
+    spec = PruningSpec(rule="asha", grace_epochs=1, reduction_factor=2)
+    channel = EpochChannel(make_pruner(spec, 4), "val_accuracy", "max")
+    assert channel.report("a", 0, {"val_accuracy": 0.9}, {"val_accuracy": 0.5}) is None
+    reason = channel.report("b", 0, {"val_accuracy": 0.3}, {"val_accuracy": 0.4})
+    assert reason and "0.4 after 1 epochs" in reason  # ranked 0.4 against 0.5, not 0.3 / 0.9
+    assert [r["metrics"]["val_accuracy"] for r in channel.drain()] == [0.9, 0.3]
+
+
 def test_channel_check_decides_at_a_rung_inside_an_epoch_without_queueing_it():
     spec = PruningSpec(rule="asha", grace_epochs=0.25, reduction_factor=3)
     channel = EpochChannel(make_pruner(spec, 4), "val_accuracy", "max")

@@ -327,3 +327,121 @@ def test_a_trial_validates_inside_an_epoch_and_stops_there(tmp_path, data_dir, m
     assert stopped["checks"] == checked["checks"]  # the same weights at the same step
     assert len(stopped["epochs"]) == 1  # the partial epoch, validated as Keras ends it
     assert channel.drain() == []  # it was not reported to the rule as a whole epoch
+
+
+@pytest.mark.slow
+def test_averaged_rungs_rank_the_average_and_leave_training_alone(tmp_path, data_dir, monkeypatch):
+    """`rung_averaging`: at each rung, inside an epoch and at an epoch's end, the rule ranks the
+    averaged weights' validation; training, the epochs' metrics and live progress are those of
+    a run without it, and a trial stopped at a whole-epoch rung stops on the averaged score."""
+    from harness.channel import EpochChannel
+    from harness.pruning import make_pruner
+
+    monkeypatch.setattr("harness.strategy._configured", True)  # threads: set once per process
+
+    def trial(pruning, channel=None):
+        tuner = {"epochs": 2, "pruning": pruning}
+        spec = validate_job(tiny_job(tmp_path, tuner=tuner, data={"deterministic": True}))
+        hp = kt.HyperParameters()
+        for name, value in PINNED_CNN.items():
+            hp.Fixed(name, value)
+        request = {
+            "job": spec.model_dump(mode="json"),
+            "job_dir": spec.output_dir,
+            "trial_id": "0007",
+            "hyperparameters": hp.get_config(),
+            "submitted_at": 0.0,
+            "channel": channel,
+        }
+        return spec, run_trial(request)
+
+    averaged = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2, "rung_averaging": 0.5}
+    spec, checked = trial(averaged)
+    _, plain = trial({"rule": "none"})
+    assert [(c["epochs_done"], c["averaged"]) for c in checked["checks"]] == [
+        (0.5, True),
+        (1, True),
+    ]
+    assert checked["epochs"] == plain["epochs"]  # the averages changed nothing in training
+    scores = [c["metrics"]["val_accuracy"] for c in checked["checks"]]
+    averaged_loss = checked["checks"][1]["metrics"]["val_loss"]
+    assert averaged_loss != checked["epochs"][0]["metrics"]["val_loss"]  # not the epoch's own
+
+    channel = EpochChannel(make_pruner(spec.tuner.pruning, 2), "val_accuracy", "max")
+    channel.seed({"a": [(1, 2.0)], "b": [(1, 3.0)]})  # a bar at the 1-epoch rung
+    _, stopped = trial(averaged, channel)
+    assert stopped["pruned"]["epochs_done"] == 1 and "after 1 epochs" in stopped["pruned"]["reason"]
+    assert stopped["checks"] == checked["checks"]
+    assert channel.pruner.recorded[1]["0007"] == max(scores)  # the rule's best so far
+    [report] = channel.drain()  # live progress: the epoch's own metrics
+    assert report["metrics"] == stopped["epochs"][0]["metrics"] == plain["epochs"][0]["metrics"]
+
+
+class _Walk:
+    """A stand-in model for `AveragedRungs`: one float weight equal to the steps trained, one
+    integer weight, and a validation that scores the float weight as it stands."""
+
+    metrics_variables = []
+
+    def __init__(self):
+        self.steps = 0
+        self.weights = [np.zeros(2, np.float32), np.array([7])]
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = [w.copy() for w in weights]
+
+    def evaluate(self, validation, verbose=0, return_dict=True):
+        self.seen = self.get_weights()
+        return {"accuracy": float(self.weights[0][0])}
+
+
+def _walk(callback, model, epochs, steps_per_epoch, every=1, first=(0, 0)):
+    """Trains `model` by `every` steps a batch call (steps_per_execution) from `first`."""
+    for epoch in range(first[0], epochs):
+        callback.on_epoch_begin(epoch)
+        start = first[1] if epoch == first[0] else 0
+        for batch in range(every - 1, steps_per_epoch - start, every):
+            model.steps += every
+            model.weights[0][:] = model.steps
+            model.weights[1][:] = model.steps  # not floating point: never averaged
+            callback.on_train_batch_end(batch)
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_averaged_rungs_rank_the_mean_of_the_weights_on_the_way_there(every):
+    """Rungs at 0.25 and 1 epoch of 8 steps: the first averages steps 1-2 (all the way from
+    the start), the second the last half of steps 3-8 (6-8); the trained weights come back."""
+    from harness.callbacks import AveragedRungs, EpochRecorder
+
+    recorder = EpochRecorder.__new__(EpochRecorder)
+    recorder.pruned, recorder.ranked, checked = None, {}, []
+    recorder.check = lambda point, metrics, averaged: checked.append((point, metrics, averaged))
+    model = _Walk()
+    first = AveragedRungs(recorder, [0.25], 1.0, 8, validation=None)
+    first.set_model(model)
+    _walk(first, model, 1, 8, every)
+    assert checked == [(0.25, {"val_accuracy": 1.5 if every == 1 else 2.0}, True)]
+    half = AveragedRungs(recorder, [0.25, 1], 0.5, 8, validation=None)
+    assert [(at, sampled) for at, _, sampled in half.targets] == [(2, [2]), (8, [6, 7, 8])]
+    model = _Walk()
+    half.set_model(model)
+    _walk(half, model, 1, 8, every)
+    # Two steps a call: step 6 alone, then 7 and 8 together (both the weights after step 8).
+    expected = 7.0 if every == 1 else (6 + 8 + 8) / 3
+    assert recorder.ranked == {1: {"val_accuracy": pytest.approx(expected)}}
+    assert model.seen[1][0] == 8  # an integer weight is not averaged
+    assert model.weights[0][0] == 8 and model.weights[1][0] == 8  # trained weights back
+
+
+def test_averaged_rungs_of_a_continued_trial_start_where_it_took_up():
+    """Continued from the rung at 0.25 epochs (step 2 of 8): the next rung averages from there."""
+    from harness.callbacks import AveragedRungs
+
+    rungs = AveragedRungs(None, [1, 4], 1.0, 8, validation=None, start=(0, 2), samples=3)
+    assert [(at, sampled) for at, _, sampled in rungs.targets] == [
+        (8, [3, 6, 8]),
+        (32, [9, 21, 32]),
+    ]
