@@ -59,8 +59,14 @@ class RayChannelClient:
     def __init__(self, actor):
         self.actor = actor
 
-    def report(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> str | None:
-        return ray.get(self.actor.report.remote(trial_id, epoch, metrics))
+    def report(
+        self,
+        trial_id: str,
+        epoch: int,
+        metrics: dict[str, float],
+        ranked: dict[str, float] | None = None,
+    ) -> str | None:
+        return ray.get(self.actor.report.remote(trial_id, epoch, metrics, ranked))
 
     def check(self, trial_id: str, epochs_done: float, metrics: dict[str, float]) -> str | None:
         return ray.get(self.actor.check.remote(trial_id, epochs_done, metrics))

@@ -98,19 +98,25 @@ def epoch_reached(job_dir: JobDir, trial_id: str, epoch: int):
 def test_mirrored_strategy_over_two_logical_cpus(ray_local, tmp_path):
     job = tiny_job(
         tmp_path,
-        # With a rung at half an epoch: the mid-epoch validation saves and restores the
-        # training metrics' mirrored variables.
+        # With rungs at half an epoch and at 1, ranked by averaged weights: the mid-epoch
+        # validations save and restore the training metrics' mirrored variables, and the
+        # mirrored weights are read, swapped for their average and put back.
         search_space={"name": "image_cnn", "fixed": DRAWN_RATE},
         tuner={"max_trials": 1, "epochs": 2},
         resources={"cpus_per_trial": 1, "logical_cpu_devices": 2},
     )
-    job["tuner"]["pruning"] = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2}
+    job["tuner"]["pruning"] = {
+        "rule": "asha",
+        "grace_epochs": 0.5,
+        "reduction_factor": 2,
+        "rung_averaging": 0.5,
+    }
     spec = validate_job(job)
     outcome = tune(spec, Console(quiet=True))
     run = JobDir(spec.job_dir()).trial_records()[0]["run"]
     assert run["replicas"] == 2  # num_replicas_in_sync
     assert run["global_batch_size"] == 2 * spec.data.batch_size
-    assert [c["epochs_done"] for c in run["checks"]] == [0.5]
+    assert [(c["epochs_done"], c["averaged"]) for c in run["checks"]] == [(0.5, True), (1, True)]
     assert outcome.completed == 1 and outcome.exported  # trains and exports
 
 
