@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import children  # benchmarks/children.py: a stop reaches the job too
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def run_job(job: dict, tmp: Path, data_dir: str) -> tuple[float, list[dict]]:
     path = tmp / f"{job['name']}.yaml"
     path.write_text(yaml.safe_dump(job))
     start = time.perf_counter()
-    subprocess.run(
+    children.run(
         [sys.executable, "-m", "harness", "tune", str(path)],
         cwd=REPO,
         check=True,

@@ -33,6 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+import children  # noqa: E402  benchmarks/children.py: a stop reaches the job too
+
 from harness import tf_env  # noqa: E402
 
 # The Keras Tuner baseline runs in this process: the same TensorFlow allocator as the harness's
@@ -67,7 +69,7 @@ def run_harness(
         command += ["--set", item]
     started = time.time()
     log = (out / f"harness-{variant}.log").open("w")
-    code = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    code = children.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.time() - started
     # Every validation the harness ran counts when it ran, as every epoch of the baseline's
     # trials does: epoch ends (and a pruned trial's partial epoch) from TensorBoard.

@@ -37,3 +37,37 @@ def test_every_epoch_end_of_every_trial_is_a_point(tmp_path: Path):
     train = time_to_accuracy.validation_points(board, "accuracy")
     assert [v for _, v in train] == pytest.approx([0.99, 0.99, 0.99])
     assert time_to_accuracy.validation_points(board, "val_auc") == []
+
+
+CHILD = """
+import pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *a: (out.write_text("stopped"), sys.exit(130)))
+out.write_text("ready")
+time.sleep(120)
+"""
+
+
+def test_a_stopped_benchmark_stops_the_job_it_runs(tmp_path):
+    """A SIGTERM to a benchmark reaches the `harness tune` it runs (here a stand-in that notes
+    the signal), and the benchmark exits 130 once that child is gone, leaving nothing behind."""
+    import signal
+    import subprocess
+    import time
+
+    child, flag = tmp_path / "child.py", tmp_path / "flag"
+    child.write_text(CHILD)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import children; "
+            f"children.run([sys.executable, {str(child)!r}, {str(flag)!r}])",
+        ]
+    )
+    deadline = time.time() + 30
+    while not (flag.exists() and flag.read_text() == "ready") and time.time() < deadline:
+        time.sleep(0.05)
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 130
+    assert flag.read_text() == "stopped"
