@@ -283,6 +283,25 @@ def test_a_paused_trial_continues_from_the_weights_it_paused_with(tmp_path, data
     assert first < fresh["epochs"][0]["metrics"]["loss"]
 
 
+def _pinned_trial(tmp_path, pruning, channel=None):
+    """Trial 0007 of the pinned tutorial CNN, 2 epochs under `pruning`, run in this process;
+    returns the job spec and the trial's result."""
+    tuner = {"epochs": 2, "pruning": pruning}
+    spec = validate_job(tiny_job(tmp_path, tuner=tuner, data={"deterministic": True}))
+    hp = kt.HyperParameters()
+    for name, value in PINNED_CNN.items():
+        hp.Fixed(name, value)
+    request = {
+        "job": spec.model_dump(mode="json"),
+        "job_dir": spec.output_dir,
+        "trial_id": "0007",
+        "hyperparameters": hp.get_config(),
+        "submitted_at": 0.0,
+        "channel": channel,
+    }
+    return spec, run_trial(request)
+
+
 @pytest.mark.slow
 def test_a_trial_validates_inside_an_epoch_and_stops_there(tmp_path, data_dir, monkeypatch):
     """ASHA with a rung at half an epoch: the worker validates mid-epoch without disturbing the
@@ -293,25 +312,9 @@ def test_a_trial_validates_inside_an_epoch_and_stops_there(tmp_path, data_dir, m
 
     monkeypatch.setattr("harness.strategy._configured", True)  # threads: set once per process
 
-    def trial(pruning, channel=None):
-        tuner = {"epochs": 2, "pruning": pruning}
-        spec = validate_job(tiny_job(tmp_path, tuner=tuner, data={"deterministic": True}))
-        hp = kt.HyperParameters()
-        for name, value in PINNED_CNN.items():
-            hp.Fixed(name, value)
-        request = {
-            "job": spec.model_dump(mode="json"),
-            "job_dir": spec.output_dir,
-            "trial_id": "0007",
-            "hyperparameters": hp.get_config(),
-            "submitted_at": 0.0,
-            "channel": channel,
-        }
-        return spec, run_trial(request)
-
     half = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2}
-    spec, checked = trial(half)
-    _, plain = trial({"rule": "none"})
+    spec, checked = _pinned_trial(tmp_path, half)
+    _, plain = _pinned_trial(tmp_path, {"rule": "none"})
     assert [c["epochs_done"] for c in checked["checks"]] == [0.5] and plain["checks"] == []
     assert 0 <= checked["checks"][0]["metrics"]["val_accuracy"] <= 1
     assert checked["pruned"] is None and len(checked["epochs"]) == 2
@@ -319,7 +322,7 @@ def test_a_trial_validates_inside_an_epoch_and_stops_there(tmp_path, data_dir, m
 
     channel = EpochChannel(make_pruner(spec.tuner.pruning, 2), "val_accuracy", "max")
     channel.seed({"a": [(0.5, 2.0)], "b": [(0.5, 3.0)]})  # a bar no model reaches
-    _, stopped = trial(half, channel)
+    _, stopped = _pinned_trial(tmp_path, half, channel)
     assert (
         stopped["pruned"]["epochs_done"] == 0.5
         and "after 0.5 epochs" in (stopped["pruned"]["reason"])
@@ -339,25 +342,9 @@ def test_averaged_rungs_rank_the_average_and_leave_training_alone(tmp_path, data
 
     monkeypatch.setattr("harness.strategy._configured", True)  # threads: set once per process
 
-    def trial(pruning, channel=None):
-        tuner = {"epochs": 2, "pruning": pruning}
-        spec = validate_job(tiny_job(tmp_path, tuner=tuner, data={"deterministic": True}))
-        hp = kt.HyperParameters()
-        for name, value in PINNED_CNN.items():
-            hp.Fixed(name, value)
-        request = {
-            "job": spec.model_dump(mode="json"),
-            "job_dir": spec.output_dir,
-            "trial_id": "0007",
-            "hyperparameters": hp.get_config(),
-            "submitted_at": 0.0,
-            "channel": channel,
-        }
-        return spec, run_trial(request)
-
     averaged = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2, "rung_averaging": 0.5}
-    spec, checked = trial(averaged)
-    _, plain = trial({"rule": "none"})
+    spec, checked = _pinned_trial(tmp_path, averaged)
+    _, plain = _pinned_trial(tmp_path, {"rule": "none"})
     assert [(c["epochs_done"], c["averaged"]) for c in checked["checks"]] == [
         (0.5, True),
         (1, True),
@@ -369,7 +356,7 @@ def test_averaged_rungs_rank_the_average_and_leave_training_alone(tmp_path, data
 
     channel = EpochChannel(make_pruner(spec.tuner.pruning, 2), "val_accuracy", "max")
     channel.seed({"a": [(1, 2.0)], "b": [(1, 3.0)]})  # a bar at the 1-epoch rung
-    _, stopped = trial(averaged, channel)
+    _, stopped = _pinned_trial(tmp_path, averaged, channel)
     assert stopped["pruned"]["epochs_done"] == 1 and "after 1 epochs" in stopped["pruned"]["reason"]
     assert stopped["checks"] == checked["checks"]
     assert channel.pruner.recorded[1]["0007"] == max(scores)  # the rule's best so far
