@@ -70,10 +70,12 @@ class EpochChannel:
             self.stopped[trial_id] = reason
         return reason
 
-    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
+    def promotion(
+        self, paused: dict[str, float], drawn_all: bool = False
+    ) -> tuple[str, float] | None:
         """The paused trial (id -> the rung it paused at) to continue now, and its rung; None
         when no paused trial has earned it (see `PromotingASHA`)."""
-        return self.pruner.promotion(paused)
+        return self.pruner.promotion(paused, drawn_all)
 
     def drain(self) -> list[dict[str, Any]]:
         """The reports since the last call, oldest first."""

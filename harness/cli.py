@@ -347,8 +347,9 @@ def _report(outcome, export_requested: bool) -> None:
 def outcome_code(outcome, export_requested: bool) -> tuple[int, str]:
     """The exit code of a finished `tune`/`resume` and the verdict that starts its summary.
 
-    0 only when at least one trial completed, the search was not cut short by failures and the
-    requested export exists: a scheduler can chain the next step on it.
+    0 only when at least one trial has a score (completed, or pruned after a validation), the
+    search was not cut short by failures and the requested export exists: a scheduler can chain
+    the next step on it.
     """
     if outcome.interrupted:
         return EXIT_INTERRUPTED, "[yellow]interrupted[/]"

@@ -10,7 +10,7 @@ The tuning loop (harness/tuning.py) talks to an executor through a few calls:
         executor.kill(handle)               stop one trial now (time limit); no result follows
         executor.cancel(handles)            stop them all (interrupt)
         executor.seed(curves)               earlier trials' curves, for the pruning rule
-        executor.promotion(paused)          a paused trial to continue now (ASHA's promotions)
+        executor.promotion(paused, drawn_all)  a paused trial to continue now (ASHA's promotions)
         executor.wait_started()             before the driver imports TFDS (`RayExecutor`)
 
 `RayExecutor` (harness/ray_execution.py) runs `run_trial` in warm Ray actors. `FakeExecutor`
@@ -86,8 +86,10 @@ class FakeExecutor:
     def seed(self, curves: dict[str, list[tuple[int, float]]]) -> None:
         self.channel.seed(curves)
 
-    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
-        return self.channel.promotion(paused)
+    def promotion(
+        self, paused: dict[str, float], drawn_all: bool = False
+    ) -> tuple[str, float] | None:
+        return self.channel.promotion(paused, drawn_all)
 
     def kill(self, handle: int) -> None:
         trial = self.running.pop(handle, None)

@@ -111,9 +111,13 @@ class Pruner:
         (trial, epochs_done) again (a retried attempt) replaces the earlier value."""
         return None
 
-    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
+    def promotion(
+        self, paused: dict[str, float], drawn_all: bool = False
+    ) -> tuple[str, float] | None:
         """Which paused trial (trial id -> the rung it paused at) should continue now, and from
-        which rung; None when none should (then the driver draws a new configuration)."""
+        which rung; None when none should (then the driver draws a new configuration).
+        `drawn_all`: the oracle has no new configuration left (`max_trials`), so no more
+        trials will come to the rungs."""
         return None
 
 
@@ -184,6 +188,12 @@ class PromotingASHA(ASHA):
     `leaders` lets a trial at a rung still below `min_trials` go on when it ranks first at the
     rung below (among at least `min_trials`): on seed 4000 the first good draw waited alone at
     the 1-epoch rung for 2.6 minutes, having led the quarter-epoch rung.
+
+    Once the oracle has drawn its last configuration (`max_trials`), no trial will come to
+    rank a paused one against: `promotion(..., drawn_all=True)` then hands out the top
+    max(1, floor(n/factor)) of each rung however few reached it, so free slots continue the
+    best paused trials to the end instead of idling (a job of a few trials would otherwise end
+    with every trial paused at a rung and none trained its whole schedule).
     """
 
     def __init__(
@@ -219,9 +229,11 @@ class PromotingASHA(ASHA):
             f"{len(rung)} there); it goes on once it ranks in the top 1/{self.factor}"
         )
 
-    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
+    def promotion(
+        self, paused: dict[str, float], drawn_all: bool = False
+    ) -> tuple[str, float] | None:
         for rung in reversed(self.rungs):
-            for trial_id in self._top(rung):
+            for trial_id in self._top(rung, 1 if drawn_all else self.min_trials):
                 if (
                     paused.get(trial_id) == rung
                     and self.furthest.get(trial_id) == rung
@@ -240,11 +252,11 @@ class PromotingASHA(ASHA):
         ranked = self._top(self.rungs[index - 1])  # empty while below `min_trials`
         return bool(ranked) and ranked[0] == trial_id
 
-    def _top(self, rung: float) -> list[str]:
+    def _top(self, rung: float, min_trials: int | None = None) -> list[str]:
         """The trials in the top max(1, floor(n/factor)) of the n recorded at `rung`, best
         first; none while n < `min_trials` (by default the factor: Algorithm 2's floor)."""
         records = self.recorded[rung]
-        if len(records) < self.min_trials:
+        if len(records) < (min_trials or self.min_trials):
             return []
         ranked = sorted(records, key=lambda t: (-records[t], t))
         return ranked[: max(1, len(records) // self.factor)]

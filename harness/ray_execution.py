@@ -353,8 +353,12 @@ class RayExecutor:
     def seed(self, curves: dict[str, list[tuple[int, float]]]) -> None:
         ray.get(self._channel_actor.seed.remote(curves))
 
-    def promotion(self, paused: dict[str, float]) -> tuple[str, float] | None:
-        return ray.get(self._channel_actor.promotion.remote(paused)) if paused else None
+    def promotion(
+        self, paused: dict[str, float], drawn_all: bool = False
+    ) -> tuple[str, float] | None:
+        if not paused:
+            return None
+        return ray.get(self._channel_actor.promotion.remote(paused, drawn_all))
 
     def kill(self, ref: ray.ObjectRef) -> None:
         """Stops one trial now: its actor is killed (a new one serves the slot next time)."""

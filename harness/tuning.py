@@ -318,9 +318,8 @@ class TrialLoop:
         stopping = False
         drawn_all = False  # the oracle has no new trial; paused ones may still be continued
         while True:
-            stopping = stopping or self._budget_spent() or self.outcome.stop_reason is not None
-            while free and not stopping:
-                promoted = self._promotion()
+            while free and not (stopping := stopping or self._stopping()):
+                promoted = self._promotion(drawn_all)
                 if promoted is not None:
                     self._submit(free.pop(0), *promoted)
                     continue
@@ -328,8 +327,9 @@ class TrialLoop:
                     break
                 trial = self.oracle.create_trial(free[0])
                 if trial.status == kt.engine.trial.TrialStatus.STOPPED:
-                    drawn_all = True
-                elif trial.status == kt.engine.trial.TrialStatus.RUNNING:
+                    drawn_all = True  # a last look at the paused trials, no company to wait for
+                    continue
+                if trial.status == kt.engine.trial.TrialStatus.RUNNING:
                     self._submit(free.pop(0), trial)
                     continue
                 break  # IDLE: Hyperband waits for the running trials of its round
@@ -344,12 +344,13 @@ class TrialLoop:
             free.extend(self._stop_overdue())
             self._take_reports()
 
-    def _promotion(self) -> tuple[kt.engine.trial.Trial, float] | None:
+    def _promotion(self, drawn_all: bool) -> tuple[kt.engine.trial.Trial, float] | None:
         """A paused trial that now ranks in the top of its rung, reopened in the oracle to be
-        continued from that rung (ASHA with `promotion: true`); None otherwise."""
+        continued from that rung (ASHA with `promotion: true`); None otherwise. Once the oracle
+        has `drawn_all` its trials, a rung ranks however few reached it (`PromotingASHA`)."""
         if not self._paused:
             return None
-        found = self.executor.promotion(dict(self._paused))
+        found = self.executor.promotion(dict(self._paused), drawn_all)
         if found is None:
             return None
         trial_id, rung = found
@@ -371,6 +372,10 @@ class TrialLoop:
     def _elapsed(self) -> float:
         """Tuning time of this job over all its runs (resumes continue the same budget)."""
         return self._earlier_elapsed + time.time() - self.started
+
+    def _stopping(self) -> bool:
+        """No trial starts any more: the time budget is spent or the search was stopped."""
+        return self._budget_spent() or self.outcome.stop_reason is not None
 
     def _budget_spent(self) -> bool:
         budget = self.spec.tuner.time_budget_s

@@ -554,18 +554,27 @@ def test_asha_promotion_pauses_trials_and_continues_the_best_from_their_rung(tmp
 
 @pytest.mark.parametrize("min_trials", [None, 2])
 def test_promotion_min_trials_lets_the_better_of_two_go_on(tmp_path, min_trials):
-    """Two draws, factor 3: Algorithm 2 pauses both at epoch 1 for good (a rung of 2 has no
-    top third); with `promotion_min_trials: 2` the better one trains on to the next rung."""
+    """Two draws, factor 3: Algorithm 2 pauses both at epoch 1 (a rung of 2 has no top third);
+    with `promotion_min_trials: 2` the better one trains on to the next rung at once. Either
+    way, once the oracle has drawn both, no trial can come to rank them against: the better
+    one is continued to its end (rather than the job ending with every trial paused)."""
     pruning = {"rule": "asha", "grace_epochs": 1, "reduction_factor": 3, "promotion": True}
     if min_trials:
         pruning["promotion_min_trials"] = min_trials
-    loop, executor = make_loop(tmp_path, climb_on, capacity=1, max_trials=2, pruning=pruning)
-    loop.run()
+    loop, _ = make_loop(tmp_path, climb_on, capacity=1, max_trials=2, pruning=pruning)
+    outcome = loop.run()
     quality = {t.trial_id: t.hyperparameters.values["quality"] for t in loop.oracle.trials.values()}
-    better = max(quality, key=quality.get)
-    reached = {t: r["pruned"]["epochs_done"] for t, r in runs(loop).items()}
-    assert reached[min(quality, key=quality.get)] == 1
-    assert reached[better] == (3 if min_trials else 1)
+    better, worse = max(quality, key=quality.get), min(quality, key=quality.get)
+    records = runs(loop)
+    assert records[worse]["pruned"]["epochs_done"] == 1  # not the top of its rung: stays
+    assert records[better]["status"] == "COMPLETED" and outcome.best[0] == better
+    # It waited at epoch 1 for a third trial that never came (Algorithm 2), or (min 2) went
+    # on there unless it was drawn first; then alone at epoch 3 in both.
+    waited = records[better]["continued_from"]
+    assert waited == [1, 3] if min_trials is None else waited[-1] == 3
+    history = loop.oracle.trials[better].metrics.get_history("val_accuracy")
+    assert [o.step for o in history] == list(range(9))
+    assert (outcome.completed, outcome.pruned) == (1, 1)
 
 
 def test_promotion_leaders_train_the_leader_past_a_rung_it_reaches_alone(tmp_path):

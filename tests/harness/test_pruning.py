@@ -186,6 +186,19 @@ def test_promoting_asha_continues_the_highest_rung_first():
     assert asha.promotion({"b": 2, "c": 1, "d": 1}) is None
 
 
+def test_promoting_asha_ranks_any_rung_once_the_oracle_has_drawn_all():
+    """With no new configuration to come, a rung of fewer than `min_trials` still hands out
+    its top max(1, floor(n/factor)): the best paused trials go on instead of slots idling."""
+    asha = PromotingASHA(max_epochs=9, grace_epochs=1, reduction_factor=3)  # rungs 1, 3
+    assert "paused" in asha.report("a", 1, 0.8)
+    assert "paused" in asha.report("b", 1, 0.9)
+    assert asha.promotion({"a": 1, "b": 1}) is None  # 2 < 3: Algorithm 2 waits for a third
+    assert asha.promotion({"a": 1, "b": 1}, drawn_all=True) == ("b", 1)
+    assert asha.promotion({"a": 1}, drawn_all=True) is None  # not in the top 1 of 2
+    assert "paused" in asha.report("b", 3, 0.91)  # alone at rung 3
+    assert asha.promotion({"a": 1, "b": 3}, drawn_all=True) == ("b", 3)
+
+
 def test_promoting_asha_after_a_resume_does_not_continue_a_trial_twice():
     """Seeded with finished trials' curves, a trial that already went past a rung is not
     handed out from it again."""
