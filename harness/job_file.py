@@ -31,7 +31,9 @@ def _variant(raw: dict[str, Any], path: Path, overrides: list[str], smoke: bool)
     """The raw job with its smoke overrides (when `smoke`), then the --set overrides."""
     raw = copy.deepcopy(raw)
     if smoke:
-        smoke_overrides = raw.get("smoke") or {}
+        if not raw.get("smoke"):  # else the whole job would run under a smoke run's name
+            raise UserError(f"--smoke: {path} has no smoke: section to shrink the job with")
+        smoke_overrides = raw["smoke"]
         if not isinstance(smoke_overrides, dict):
             raise UserError(f"{path}: smoke: must be a mapping of 'dotted.key: value'")
         for key, value in smoke_overrides.items():
@@ -46,10 +48,12 @@ def _variant(raw: dict[str, Any], path: Path, overrides: list[str], smoke: bool)
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """The job file's top-level mapping; UserError when it is missing, unreadable or not YAML."""
+    if path.is_dir():
+        raise UserError(f"{str(path)!r} is a directory, not a job file (a YAML file)")
     if not path.is_file():
         raise UserError(f"job file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as e:
         raise UserError(
             f"{path}: not a text (UTF-8) file: byte {e.object[e.start]:#04x} at offset {e.start}"
@@ -64,6 +68,25 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a job file must be a mapping of keys (name, data, ...)")
     return raw
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error: plain YAML keeps
+    the last, so a second `tuner:` section would replace the first one whole, silently."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"the key {key!r} appears twice in one mapping",
+                    problem_mark=key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -11,7 +11,7 @@ import yaml
 
 from harness.errors import UserError
 from harness.job import validate_job
-from harness.job_file import load_job, parse_override
+from harness.job_file import load_job, parse_override, read_yaml
 from search_spaces import SEARCH_SPACES
 from tests.conftest import REPO, tiny_job
 
@@ -143,6 +143,24 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_job(bad)
     with pytest.raises(UserError, match="does not exist"):
         load_job(tmp_path / "nope.yaml")
+
+
+def test_a_directory_a_key_given_twice_and_smoke_without_a_smoke_section(tmp_path):
+    with pytest.raises(UserError, match="is a directory, not a job file"):
+        load_job(tmp_path)
+    twice = tmp_path / "twice.yaml"
+    # Plain YAML keeps the last `tuner:`, which would drop the first section's keys unseen.
+    twice.write_text("name: x\ntuner: {max_trials: 2}\ndata: {}\ntuner: {epochs: 3}\n")
+    with pytest.raises(UserError, match=r"line 4: .*the key 'tuner' appears twice"):
+        load_job(twice)
+    merged = tmp_path / "merged.yaml"  # a merge key's values may be overridden: no error
+    merged.write_text("a: &base {x: 1}\nb: {<<: *base, x: 2}\n")
+    assert read_yaml(merged)["b"] == {"x": 2}
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(tiny_job(tmp_path)))
+    load_job(plain)
+    with pytest.raises(UserError, match="--smoke: .*plain.yaml has no smoke: section"):
+        load_job(plain, smoke=True)
 
 
 def test_binary_job_file(tmp_path):
