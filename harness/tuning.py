@@ -227,17 +227,23 @@ def _check_same_data(job_dir: JobDir, spec: JobSpec, meta, console: Console) -> 
         record["split"] = SPLIT_METHOD
     if getattr(spec.data, "dataset", None):
         record["data_dir"] = str(resolve_data_dir(spec.data.data_dir))
+    contents = spec.data.source_contents()
+    if contents:  # the user's files: edited in place, they are other data under the same name
+        record["contents"] = contents
     old = read_json(job_dir.root / "data.json")
     if old is not None:
+        if "contents" not in old:  # a job started before contents were recorded
+            record.pop("contents", None)
         moved = old.get("data_dir") != record.get("data_dir")
         difference = _first_difference(
             {k: v for k, v in old.items() if k != "data_dir"},
             {k: v for k, v in record.items() if k != "data_dir"},
         )
         if difference:
+            then = f" (data dir then: {old['data_dir']})" if old.get("data_dir") else ""
             raise UserError(
                 f"{job_dir.root}: the data differ from the job's start ({difference}); "
-                f"resume on the same data (data dir then: {old.get('data_dir')})"
+                f"resume on the same data{then}"
             )
         if moved:
             console.print(

@@ -5,9 +5,44 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+# The options that name a user's files or folders (a path, a list or a mapping of paths).
+SOURCE_KEYS = ("arrays", "folder", "path", "files")
+
+
+def _strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _strings(item, out)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _strings(item, out)
+
+
+def content_digest(path: Path) -> str:
+    """sha256 of a file's bytes; for a folder, of its files' relative paths, sizes and
+    modification times (reading every image of a large folder would slow each start), hidden
+    entries (caches) left out; "missing" when there is nothing there."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    elif path.is_dir():
+        for item in sorted(path.rglob("*")):
+            relative = item.relative_to(path)
+            if item.is_file() and not any(p.startswith(".") for p in relative.parts):
+                stat = item.stat()
+                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    else:
+        return "missing"
+    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 class PipelineConfig(BaseModel):
@@ -15,6 +50,16 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     pipeline: str
+
+    def source_contents(self) -> dict[str, str]:
+        """A digest of each file or folder the data is read from (the paths under `arrays`,
+        `folder`, `path`, `files`), by path: a resume checks them unchanged. A TFDS dataset
+        has none (its name, version and data dir say what it is)."""
+        options = self.model_dump()
+        paths: list[str] = []
+        for key in SOURCE_KEYS:
+            _strings(options.get(key), paths)
+        return {path: content_digest(Path(path).expanduser()) for path in paths}
 
     def fingerprint(self) -> str:
         """Hash of every option that changes the produced data."""
@@ -25,7 +70,7 @@ class PipelineConfig(BaseModel):
     def source(self) -> str:
         """What the data is, for people (the job's header line): the dataset name, else the
         file or folder given. Pipelines with other sources override it."""
-        for key in ("dataset", "arrays", "folder", "path", "files"):
+        for key in ("dataset", *SOURCE_KEYS):
             value = getattr(self, key, None)
             if value:
                 return str(value) if key == "dataset" else f"{key} {value}"

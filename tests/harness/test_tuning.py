@@ -198,6 +198,40 @@ def test_resume_on_other_data_is_refused_and_a_moved_copy_noted(tmp_path, data_d
         _check_same_data(job_dir, stratified, meta, QUIET)
 
 
+def test_resume_on_a_user_file_edited_in_place_is_refused(tmp_path):
+    """A user's npz under the same path with other contents (labels flipped) is other data:
+    a resume would rank new trials on it beside scores from the old. Copied unchanged: fine."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8),
+        "y_train": rng.integers(0, 2, 40),
+        "x_test": rng.integers(0, 255, (10, 8, 8, 1), dtype=np.uint8),
+        "y_test": rng.integers(0, 2, 10),
+    }
+    path = tmp_path / "mine.npz"
+    np.savez(path, **arrays)
+    job = tiny_job(tmp_path)
+    job["data"] = {"pipeline": "image_classification", "arrays": str(path), "batch_size": 8}
+    spec = validate_job(job)
+    job_dir = JobDir(spec.job_dir())
+    job_dir.root.mkdir(parents=True)
+    meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
+    record = _check_same_data(job_dir, spec, meta, QUIET)
+    assert list(record["contents"]) == [str(path)] and "data_dir" not in record
+    (job_dir.root / "data.json").write_text(json.dumps(record))
+    np.savez(path, **arrays)  # written again, same bytes: the same data
+    _check_same_data(job_dir, spec, meta, QUIET)
+    np.savez(path, **{**arrays, "y_train": 1 - arrays["y_train"]})
+    with pytest.raises(UserError, match=r"data differ .*\(contents\..*mine.npz: 'sha256:") as e:
+        _check_same_data(job_dir, spec, meta, QUIET)
+    assert "data dir then" not in str(e.value)
+    # A job started before contents were recorded resumes as it did.
+    (job_dir.root / "data.json").write_text(
+        json.dumps({k: v for k, v in record.items() if k != "contents"})
+    )
+    _check_same_data(job_dir, spec, meta, QUIET)
+
+
 def test_the_header_names_the_data_source(tmp_path):
     from pipelines.image import ImageClassificationConfig
 
