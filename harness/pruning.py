@@ -42,7 +42,12 @@ class PruningSpec(BaseModel):
     """`tuner.pruning` in a job file."""
 
     model_config = ConfigDict(extra="forbid")
-    rule: Literal["none", "asha", "median"] = "none"
+    rule: Literal["none", "asha", "median"] = Field(
+        "none",
+        description="asha (asynchronous successive halving) or median (the median stopping "
+        "rule); none runs every trial to the end and leaves the other options unused, so one "
+        "override (a smoke run's) turns a job's pruning off",
+    )
     grace_epochs: float = Field(
         1,
         gt=0,
@@ -91,6 +96,8 @@ class PruningSpec(BaseModel):
         if self.rung_averaging and self.rule == "median":
             raise ValueError("rung_averaging ranks at ASHA's rungs; the median rule has none")
         for key in ("promotion_min_trials", "promotion_leaders"):
+            if getattr(self, key) and self.rule == "median":
+                raise ValueError(f"{key} is a way of ASHA's promotion; the median rule has none")
             if getattr(self, key) and not self.promotion and self.rule == "asha":
                 raise ValueError(f"{key} needs promotion: true")
         return self

@@ -15,6 +15,7 @@ import numpy as np
 
 from harness_core.errors import UserError
 from pipelines import tfds_source
+from pipelines.base import content_digest
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
@@ -103,12 +104,19 @@ def load_image_arrays(path: Path) -> dict[str, np.ndarray]:
     naming the file for a missing array or a corrupt file. Offline import and `data.arrays`
     both read through here."""
     try:
+        with open(path, "rb") as f:
+            # Every zip starts so; np.load would read anything else as a pickle (or a .npy).
+            if f.read(2) != b"PK":
+                raise UserError(f"{path}: not an .npz archive (numpy.savez writes one)")
         with np.load(path) as f:
+            missing = [k for k in ARRAY_KEYS if k not in f.files]
+            if missing:
+                raise UserError(
+                    f"{path}: not a dataset npz: has no array{'s' * (len(missing) > 1)} "
+                    f"{', '.join(map(repr, missing))} "
+                    f"(it has: {', '.join(f.files) or 'none'}; needs {', '.join(ARRAY_KEYS)})"
+                )
             return {k: f[k] for k in ARRAY_KEYS}
-    except KeyError as e:
-        raise UserError(
-            f"{path}: not a dataset npz: missing array {e} (need x/y_train, x/y_test)"
-        ) from None
     except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
 
@@ -188,6 +196,14 @@ class FolderImages:
         if not base.is_dir():
             raise UserError(f"data.folder: {base} is missing (need train/ and test/ folders)")
         classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        # Train's folders are the classes; a test class it lacks would have no label. One
+        # train has and test lacks is only not tested.
+        unknown = sorted({p.name for p in base.iterdir() if p.is_dir()} - set(classes))
+        if unknown:
+            raise UserError(
+                f"data.folder: {base} has class folder(s) {', '.join(unknown)} missing from "
+                f"{self.root / 'train'} (train/ names the classes the model learns)"
+            )
         files, labels = [], []
         for label, name in enumerate(classes):
             for path in sorted((base / name).glob("*")):
@@ -228,7 +244,9 @@ class FolderImages:
             "shape": shape,
             "class_names": classes,
             "counts": {"train": len(train), "test": len(test)},
-            "identity": f"folder:{self.root.resolve()}:{len(train)}:{len(test)}",
+            # The disk cache's key: images replaced under the same names and counts (their
+            # sizes or times change) make a new cache, not a stale read of the old one.
+            "identity": f"folder:{self.root.resolve()}:{content_digest(self.root)}",
         }
 
     def labels(self, split: str) -> np.ndarray:

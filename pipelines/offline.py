@@ -13,6 +13,7 @@ import functools
 import gzip
 import io
 import json
+import shutil
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,18 +28,19 @@ from pipelines.image_sources import check_labels, load_image_arrays
 
 @dataclass(frozen=True)
 class Importer:
-    """Reads one local file format and yields `(key, example)` per split."""
+    """Reads one local file format and yields `(key, example)` per split; `read` gets the
+    dataset's TFDS info, to check the file against its features before anything is written."""
 
     name: str
     filename: str
-    read: Callable[[Path], dict[str, Iterator[tuple[Any, dict[str, Any]]]]]
+    read: Callable[[Path, Any], dict[str, Iterator[tuple[Any, dict[str, Any]]]]]
 
 
 def _read_npz_images(
-    path: Path, with_id: bool = False, num_classes: int = 10
+    path: Path, info: Any, with_id: bool = False
 ) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
-    """`x_train, y_train, x_test, y_test` uint8 arrays and integer labels below `num_classes`;
-    `with_id` adds CIFAR's "train_00042"."""
+    """`x_train, y_train, x_test, y_test` uint8 arrays of the dataset's image shape and its
+    class ids; `with_id` adds CIFAR's "train_00042"."""
     arrays = load_image_arrays(path)
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -47,7 +49,8 @@ def _read_npz_images(
                 f"{path}: x_{split} must be uint8 (N, H, W[, C]) with one label per image, got "
                 f"{x.dtype} {x.shape} and {len(y)} labels"
             )
-        check_labels(path, f"y_{split}", y, num_classes)
+        _check_image_shape(path, f"x_{split}", x, info)
+        check_labels(path, f"y_{split}", y, info.features["label"].num_classes)
 
     def examples(split: str):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"].reshape(-1)
@@ -60,7 +63,19 @@ def _read_npz_images(
     return {"train": examples("train"), "test": examples("test")}
 
 
-def _read_imdb_jsonl(path: Path) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
+def _check_image_shape(path: Path, name: str, x: np.ndarray, info: Any) -> None:
+    """Images of the dataset's own shape: TFDS would refuse any other only while writing,
+    with a traceback printing the pixels."""
+    h, w, c = info.features["image"].shape
+    if (x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)) != (h, w, c):
+        gray = f" or (N, {h}, {w})" if c == 1 else ""
+        raise UserError(
+            f"{path}: {name} has shape {x.shape}, but {info.name} images are {h}x{w}x{c}: "
+            f"expected (N, {h}, {w}, {c}){gray}"
+        )
+
+
+def _read_imdb_jsonl(path: Path, info: Any) -> dict[str, Iterator[tuple[Any, dict[str, Any]]]]:
     rows: dict[str, list[tuple[str, dict[str, Any]]]] = {"train": [], "test": []}
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -116,7 +131,7 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
 
     with no_bucket_lookup():
         builder = LocalCopy(data_dir=str(data_dir))
-    examples.update(importer.read(path))  # checked here, before TFDS writes anything
+    examples.update(importer.read(path, builder.info))  # checked here, before TFDS writes
     marker = Path(builder.data_dir).parent / ".harness_import.json"
     digest = _sha256(path)
     if builder.is_prepared():
@@ -136,12 +151,26 @@ def import_dataset(importer: Importer, path: Path, data_dir: Path) -> dict[str, 
         return existing
     # TFDS prints "Downloading and preparing dataset ..." and "... downloaded and prepared":
     # nothing is downloaded here, and the CLI says what was imported in one line of its own.
-    with contextlib.redirect_stdout(io.StringIO()):
+    made = (data_dir, marker.parent, data_dir / "downloads")
+    with _removed_on_failure(*made), contextlib.redirect_stdout(io.StringIO()):
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(try_download_gcs=False)
         )
     marker.write_text(json.dumps({"file": str(path.resolve()), "sha256": digest}) + "\n")
     return {name: split.num_examples for name, split in builder.info.splits.items()}
+
+
+@contextlib.contextmanager
+def _removed_on_failure(*paths: Path) -> Iterator[None]:
+    """Those of `paths` that do not exist yet are removed if the block fails: TFDS's
+    `incomplete.*` rename keeps out a half-written version, not the folders made around it."""
+    new = [p for p in paths if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for p in reversed(new):
+            shutil.rmtree(p, ignore_errors=True)
+        raise
 
 
 def _sha256(path: Path) -> str:

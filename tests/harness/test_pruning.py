@@ -274,6 +274,10 @@ def test_promotion_leaders_lets_the_leader_of_the_rung_below_go_on():
     assert "paused at 1 epochs" in plain.report("b", 1, 0.85)
     with pytest.raises(ValidationError, match="promotion_leaders needs promotion: true"):
         PruningSpec(rule="asha", promotion_leaders=True)
+    for key, value in (("promotion_leaders", True), ("promotion_min_trials", 2)):
+        with pytest.raises(ValidationError, match=f"{key} is a way of ASHA's promotion"):
+            PruningSpec(rule="median", **{key: value})
+    PruningSpec(rule="none", promotion=True, promotion_leaders=True)  # pruning off: unused
 
 
 def test_promotion_leaders_needs_a_rung_below_with_enough_trials():

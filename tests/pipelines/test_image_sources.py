@@ -92,6 +92,36 @@ def test_folder_with_mixed_sizes_needs_a_resize(folder):
     assert next(iter(resized.train_data().train))[0].shape == (4, 16, 16, 3)
 
 
+def test_images_replaced_under_the_same_names_give_another_cache_key(folder):
+    """The disk cache is keyed by the folder's identity: counts alone would read a stale
+    cache after a user replaced images."""
+    from pipelines.image_sources import FolderImages
+
+    before = FolderImages(folder, None, None).info()["identity"]
+    assert FolderImages(folder, None, None).info()["identity"] == before
+    write_png(folder / "train" / "cat" / "0.png", np.full((20, 24, 3), 90, np.uint8))
+    assert FolderImages(folder, None, None).info()["identity"] != before
+
+
+def test_a_test_class_missing_from_train_is_named(folder):
+    for name in ("purple", "owl"):
+        write_png(folder / "test" / name / "0.png", np.zeros((20, 24, 3), np.uint8))
+    with pytest.raises(UserError) as error:
+        pipeline(folder=str(folder)).check_available()
+    assert str(error.value) == (
+        f"data.folder: {folder / 'test'} has class folder(s) owl, purple missing from "
+        f"{folder / 'train'} (train/ names the classes the model learns)"
+    )
+
+
+def test_a_train_class_missing_from_test_is_only_not_tested(folder):
+    write_png(folder / "train" / "owl" / "0.png", np.zeros((20, 24, 3), np.uint8))
+    p = pipeline(folder=str(folder), batch_size=4, validation_split=0.2)
+    p.check_available()
+    meta = p.describe()
+    assert meta.class_names == ["cat", "dog", "owl"] and meta.num_test == 8
+
+
 @pytest.mark.parametrize("image_size", [None, (16, 16)], ids=["as-is", "resized"])
 def test_corrupt_image_is_named(folder, image_size):
     bad = folder / "train" / "dog" / "broken.png"

@@ -10,7 +10,7 @@ import pytest
 
 from harness.errors import UserError
 from pipelines import IMPORTERS
-from pipelines.offline import import_dataset
+from pipelines.offline import Importer, import_dataset
 
 
 def test_imported_copy_loads_by_name_with_tfds(data_dir, tiny_npz):
@@ -78,10 +78,52 @@ def test_bad_labels_are_named_before_anything_is_written(tmp_path, tiny_npz, lab
     assert not (tmp_path / "out" / "fashion_mnist").exists()
 
 
+def test_images_of_another_shape_are_named_before_anything_is_written(tmp_path, tiny_npz):
+    with np.load(tiny_npz) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    path = tmp_path / "fashion_mnist.npz"
+    np.savez(path, **{**arrays, "x_test": np.zeros((200, 32, 32, 3), np.uint8)})
+    with pytest.raises(UserError) as error:
+        import_dataset(IMPORTERS.get("fashion_mnist"), path, tmp_path / "out")
+    assert str(error.value) == (
+        f"{path}: x_test has shape (200, 32, 32, 3), but fashion_mnist images are 28x28x1: "
+        "expected (N, 28, 28, 1) or (N, 28, 28)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_import_failing_while_written_leaves_no_folders(tmp_path):
+    """Whatever fails inside TFDS's writing (here an image the reader let through), the
+    folders the import made go; the data dir's other contents stay."""
+    wrong = {"image": np.zeros((3, 3, 1), np.uint8), "label": 0}
+    unchecked = Importer(
+        "fashion_mnist", "x", lambda path, info: {"train": iter([(0, wrong)]), "test": iter([])}
+    )
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "kept").write_text("")
+    with pytest.raises(ValueError, match="incompatible"):
+        import_dataset(unchecked, tmp_path / "out" / "kept", tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["kept"]
+
+
 def test_npz_with_wrong_arrays_names_the_file(tmp_path):
     path = tmp_path / "fashion_mnist.npz"
     np.savez(path, x_train=np.zeros((2, 28, 28), np.uint8))
-    with pytest.raises(UserError, match=f"{path}: not a dataset npz"):
+    with pytest.raises(UserError) as error:
+        import_dataset(IMPORTERS.get("fashion_mnist"), path, tmp_path / "out")
+    assert str(error.value) == (
+        f"{path}: not a dataset npz: has no arrays 'y_train', 'x_test', 'y_test' "
+        "(it has: x_train; needs x_train, y_train, x_test, y_test)"
+    )
+
+
+@pytest.mark.parametrize(
+    "content", [b"\x89PNG\r\n\x1a\n rest of an image", b"\x93NUMPY a lone .npy"], ids=["png", "npy"]
+)
+def test_a_file_that_is_no_npz_is_named(tmp_path, content):
+    path = tmp_path / "fashion_mnist.npz"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=f"^{path}: not an .npz archive"):
         import_dataset(IMPORTERS.get("fashion_mnist"), path, tmp_path / "out")
 
 
