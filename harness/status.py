@@ -84,7 +84,8 @@ def trials_table(
     if narrow:  # status words (a running trial's epoch kept), no best-epoch column
         del cells["best epoch"]
         cells["status"] = [
-            r["status"] + (f" ({r['reason']})" if r["status"] == "RUNNING" else "") for r in rows
+            r["status"] + (f" ({r['reason']})" if r["status"] == "RUNNING" and r["reason"] else "")
+            for r in rows
         ]
         natural["status"] = max([len("status"), *map(len, cells["status"])])
     if width is not None:

@@ -589,9 +589,18 @@ class TrialLoop:
         )
         self.outcome.pruned = len(pruned)
         self.outcome.failed = sum(t.status == "FAILED" for t in trials)
-        # get_best_trials pads with unfinished trials when too few completed: filter them.
-        best = [t for t in self.oracle.get_best_trials(1) if t.status == "COMPLETED"]
-        self.outcome.best = (best[0].trial_id, best[0].score) if best else None
+        # A paused trial being continued is RUNNING in the oracle again (which then leaves it
+        # out of its best trials), but its score so far still stands: the best never goes back.
+        scored = [
+            t
+            for t in trials
+            if (t.status == "COMPLETED" or t.trial_id in self._continuing)
+            and t.score is not None
+            and math.isfinite(t.score)
+        ]
+        sign = 1 if self.spec.tuner.objective.direction == "max" else -1
+        best = max(scored, key=lambda t: sign * t.score, default=None)
+        self.outcome.best = (best.trial_id, best.score) if best else None
         self._show_progress()
 
     def _curves(self) -> dict[str, list[tuple[int, float]]]:

@@ -332,6 +332,7 @@ def test_status_table_fits_the_terminal_and_names_what_it_leaves_out(tmp_path, m
         row.update({name: 0.001 * (n + 1) * (i + 1) for i, name in enumerate(many)})
         row["reason"] = "a reason far longer than any terminal column should show " * 3
     rows[0].update(status="RUNNING", reason="epoch 2/4")  # a live trial keeps its epoch
+    rows[1].update(status="RUNNING", reason=None)  # not through its first epoch yet
     console = Console(width=80, record=True)
     console.print(trials_table(loop.job_dir, rows, width=80))
     text = console.export_text()
@@ -345,7 +346,7 @@ def test_status_table_fits_the_terminal_and_names_what_it_leaves_out(tmp_path, m
     assert f"not shown ({len(varying) - len(shown)}," in caption
     assert all(name in caption for name in varying if name not in shown)
     assert "a reason" not in text  # at 80 columns a status is its word alone
-    assert "RUNNING (epoch 2/4)" in text
+    assert "RUNNING (epoch 2/4)" in text and "None" not in text
     console = Console(width=160, record=True)
     console.print(trials_table(loop.job_dir, rows, width=160))
     wide = console.export_text()
@@ -517,10 +518,15 @@ def climb_on(request):
         yield {"loss": 1 - quality, "val_accuracy": quality * (epoch + 1) / epochs}
 
 
-def test_asha_promotion_pauses_trials_and_continues_the_best_from_their_rung(tmp_path):
+def test_asha_promotion_pauses_trials_and_continues_the_best_from_their_rung(tmp_path, monkeypatch):
     pruning = {"rule": "asha", "grace_epochs": 1, "reduction_factor": 3, "promotion": True}
     loop, executor = make_loop(tmp_path, climb_on, capacity=2, max_trials=9, pruning=pruning)
+    shown = []  # the best so far, as live progress shows it
+    show = loop._show_progress
+    monkeypatch.setattr(loop, "_show_progress", lambda: (shown.append(loop.outcome.best), show()))
     outcome = loop.run()
+    scores = [best[1] for best in shown if best]
+    assert scores == sorted(scores) and scores[-1] == outcome.best[1]  # never goes back
     quality = {t.trial_id: t.hyperparameters.values["quality"] for t in loop.oracle.trials.values()}
     assert len(quality) == 9  # a continuation is the same trial, not a new draw
     # The first two draws met nobody at epoch 1 (rungs 1 and 3): both paused there, where the
