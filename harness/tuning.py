@@ -7,6 +7,7 @@ The oracle's state is saved after every step, so a killed driver resumes where i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -80,6 +81,23 @@ def tune(
 
 def _tune(spec: JobSpec, console: Console, overwrite: bool, executor) -> JobOutcome:
     job_dir = JobDir(spec.job_dir())
+    fresh = not job_dir.root.exists()
+    try:
+        return _tune_locked(job_dir, spec, console, overwrite, executor)
+    except UserError:
+        # Refused before its first write (missing data, a pinned value outside the space): a
+        # new job leaves no directory holding only its lock behind.
+        if fresh and job_dir.root.is_dir():
+            # Under the lock: not while another driver (the one that refused us) holds it.
+            with contextlib.suppress(UserError), job_dir.lock():
+                if {p.name for p in job_dir.root.iterdir()} <= {"driver.lock", "driver.pid"}:
+                    shutil.rmtree(job_dir.root, ignore_errors=True)
+        raise
+
+
+def _tune_locked(
+    job_dir: JobDir, spec: JobSpec, console: Console, overwrite: bool, executor
+) -> JobOutcome:
     with job_dir.lock():
         _prepare_job_dir(job_dir, spec, overwrite)
         console.print(f"[bold]job[/] {spec.name} -> {job_dir.root}")

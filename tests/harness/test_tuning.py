@@ -158,8 +158,16 @@ def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
     )
     with pytest.raises(UserError, match=r"search_space.fixed.conv_layers: 0 is outside.*2..5"):
         tune(spec, QUIET)
-    # Refused before job.json is written: the corrected job may reuse the directory.
-    assert not (tmp_path / "job" / "job.json").exists()
+    # Refused before its first write: a new job leaves no directory (of only its lock).
+    assert not (tmp_path / "job").exists()
+    missing = tiny_job(tmp_path, data={"data_dir": str(tmp_path / "empty")})
+    with pytest.raises(UserError, match="fashion_mnist"):
+        tune(validate_job(missing), QUIET)
+    assert not (tmp_path / "job").exists()
+    (tmp_path / "job").mkdir()  # a directory the user made: kept
+    with pytest.raises(UserError, match="outside"):
+        tune(spec, QUIET)
+    assert (tmp_path / "job").is_dir() and not (tmp_path / "job" / "job.json").exists()
 
 
 def test_resume_with_other_replicas_per_trial_is_refused(tmp_path, data_dir):
