@@ -93,17 +93,21 @@ def _run(spec, address: str | None, overwrite: bool = False):
 
 
 def _refuse_missing_offline_data(spec) -> None:
-    """A TFDS dataset the job may not download and that was never imported: refused before Ray
-    starts, in the second it takes to look, instead of after Ray's start and stop (about 20 s
-    on 2 slow cores). Anything subtler is left to the pipeline's own check."""
+    """A TFDS dataset that was never imported and that the job may not download, or cannot
+    (its download host is unreachable): refused before Ray starts, in the second it takes to
+    look, instead of after Ray's start and stop (about 20 s on 2 slow cores). Anything subtler
+    is left to the pipeline's own check."""
     name = getattr(spec.data, "dataset", None)
-    if not name or getattr(spec.data, "download", True):
+    if not name:
         return
-    from pipelines.tfds_source import missing_message, resolve_data_dir, surely_missing
+    from pipelines import tfds_source
 
-    data_dir = resolve_data_dir(getattr(spec.data, "data_dir", None))
-    if surely_missing(name, data_dir):
-        raise UserError(missing_message(name, data_dir))
+    data_dir = tfds_source.resolve_data_dir(getattr(spec.data, "data_dir", None))
+    if not tfds_source.surely_missing(name, data_dir):
+        return
+    if not getattr(spec.data, "download", True):
+        raise UserError(tfds_source.missing_message(name, data_dir))
+    tfds_source.refuse_unreachable_download(tfds_source.builder(name, data_dir), name, data_dir)
 
 
 @app.command()
@@ -225,7 +229,7 @@ def tensorboard(
         raise UserError(f"{job_dir}: no tensorboard/ folder (is it a job directory?)")
     board = program.TensorBoard()
     board.configure(argv=[None, "--logdir", str(logdir), "--port", str(port), "--host", host])
-    url = board.launch()
+    url = _launch_tensorboard(board, port, host)
     console.print(
         f"TensorBoard for {job_dir}: [bold]{url}[/] (HParams tab: {url}#hparams); Ctrl-C to stop",
         soft_wrap=True,
@@ -236,6 +240,37 @@ def tensorboard(
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
+
+
+def _launch_tensorboard(board, port: int, host: str) -> str:
+    """Starts the server; a port in use or an address it cannot bind is one error line.
+    TensorBoard writes its data-loader advisory to stderr before it binds: kept back until the
+    server is up, so that a refusal prints nothing else."""
+    import contextlib
+    import io
+
+    from tensorboard import program
+
+    in_use = UserError(
+        f"--port {port}: already in use on {host}; pick another port, or --port 0 for any free one"
+    )
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            url = board.launch()
+    except program.TensorBoardPortInUseError:
+        raise in_use from None
+    except program.TensorBoardServerException as e:
+        raise UserError(f"--host {host} --port {port}: {e.msg}") from None
+    except SystemExit:
+        # Werkzeug's bind failures (a port bound but not listening, an address not on this
+        # machine) print the OS's reason, then a hint when the port is in use, and exit 1.
+        if "in use" in said.getvalue():
+            raise in_use from None
+        reason = (said.getvalue().strip().splitlines() or ["TensorBoard exited"])[-1]
+        raise UserError(f"--host {host} --port {port}: cannot serve there ({reason})") from None
+    sys.stderr.write(said.getvalue())
+    return url
 
 
 @app.command()

@@ -48,8 +48,13 @@ def _variant(raw: dict[str, Any], path: Path, overrides: list[str], smoke: bool)
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """The job file's top-level mapping; UserError when it is missing, unreadable or not YAML."""
-    if path.is_dir():
-        raise UserError(f"{str(path)!r} is a directory, not a job file (a YAML file)")
+    if path.is_dir():  # often a job directory, given where its job file belongs
+        from harness.jobdir import JobDir
+
+        hint = "; it is a job directory: harness resume continues it"
+        raise UserError(
+            f"{path}: a directory, not a job file (YAML){hint if JobDir(path).exists() else ''}"
+        )
     if not path.is_file():
         raise UserError(f"job file {str(path)!r} does not exist")
     try:

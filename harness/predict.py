@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,20 @@ def _labels(inputs: list[str]) -> list[str]:
     return out
 
 
+def _check_text_argument(item: str) -> Path:
+    """A text model's argument is the text itself or a `.txt` file of one text per line. A
+    missing `.txt` file, or any other file, is refused: its name is not the text meant."""
+    path = Path(item)
+    if path.suffix == ".txt" and not os.path.isfile(item):
+        raise UserError(f"{item}: no such file (a .txt file holds one text per line)")
+    if path.suffix != ".txt" and os.path.isfile(item):  # os.path: no error on a long text
+        raise UserError(
+            f"{item}: a file, not text; a text model reads text arguments or .txt files (one "
+            "text per line)"
+        )
+    return path
+
+
 def _text_lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.strip()]
 
@@ -137,7 +152,7 @@ def _load_inputs(tf, inputs: list[str], serving: dict[str, Any]):
     if dtype == "string":
         texts: list[str] = []
         for item in inputs:
-            path = Path(item)
+            path = _check_text_argument(item)
             texts.extend(_text_lines(path) if path.suffix == ".txt" and path.is_file() else [item])
         return tf.constant(texts), _labels(inputs)
     if dtype == "uint8":
@@ -165,6 +180,8 @@ def _sequences(path: Path, shape: list[int]):
     of them) or a `.csv` file (a row of length x channels numbers per sequence, no header)."""
     import numpy as np
 
+    if not os.path.exists(path):  # os.path: False, not OSError, for a name too long
+        raise UserError(f"{path}: no such file")
     if not path.is_file() or path.suffix not in (".npy", ".csv"):
         raise UserError(f"{path}: not a .npy or .csv file of sequences")
     try:
@@ -201,6 +218,8 @@ def _sequences(path: Path, shape: list[int]):
 
 
 def _image(tf, path: Path, shape: list[int]):
+    if not os.path.exists(path):  # os.path: False, not OSError, for a name too long
+        raise UserError(f"{path}: no such file")
     if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{path}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
     try:

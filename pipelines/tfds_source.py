@@ -12,7 +12,10 @@ import contextlib
 import difflib
 import functools
 import os
-from collections.abc import Iterator
+import socket
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -70,8 +73,15 @@ def no_bucket_lookup() -> Iterator[None]:
 def builder(name: str, data_dir: Path):
     import tensorflow_datasets as tfds
 
-    with no_bucket_lookup():
-        return tfds.builder(name, data_dir=str(data_dir))
+    try:
+        with no_bucket_lookup():
+            return tfds.builder(name, data_dir=str(data_dir))
+    except (ValueError, AssertionError) as e:  # a version or config the dataset does not have
+        message = str(e)
+        if not message.startswith("Failed to construct dataset"):
+            raise
+        reason = message.split('": ', 1)[-1].split(" Here are")[0].strip()
+        raise UserError(f"data.dataset: {name!r}: {reason}") from None
 
 
 def missing_message(name: str, data_dir: Path) -> str:
@@ -94,6 +104,48 @@ def surely_missing(name: str, data_dir: Path) -> bool:
     return not any((data_dir / name.split(":")[0]).glob("**/dataset_info.json"))
 
 
+# Seconds to wait for a download host to accept a connection. Offline, DNS usually fails at
+# once; a firewall that drops packets makes the probe wait this long per host.
+PROBE_TIMEOUT_S = 3.0
+
+
+def download_endpoints(urls: Iterable[str]) -> list[tuple[str, int]]:
+    """The (host, port) each URL's request first connects to: the URL's host, or the proxy
+    that `requests` (TFDS's downloader) would use for it from the *_proxy variables."""
+    proxies = urllib.request.getproxies()
+    endpoints = []
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        proxy = proxies.get(parts.scheme)
+        if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+            parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        endpoint = (parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        if endpoint not in endpoints:
+            endpoints.append(endpoint)
+    return endpoints
+
+
+def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Opens and closes a TCP connection; OSError when `host:port` cannot be reached."""
+    socket.create_connection((host, port), timeout=timeout).close()
+
+
+def refuse_unreachable_download(b, name: str, data_dir: Path) -> None:
+    """UserError, within seconds, when a host the dataset downloads from cannot be reached.
+    Without this, TFDS prints its progress bars, creates its download folders and retries
+    each request with back-off for minutes before it fails. The URLs come from the builder's
+    checksums file; a dataset without one is left to TFDS."""
+    for host, port in download_endpoints(b.url_infos or {}):
+        try:
+            probe(host, port)
+        except OSError as e:
+            reason = e.strerror or str(e) or type(e).__name__
+            raise UserError(
+                f"download failed (cannot reach {host}:{port}: {reason}); "
+                f"{missing_message(name, data_dir)}"
+            ) from None
+
+
 def ensure_prepared(name: str, data_dir: Path, download: bool) -> None:
     """Makes sure `name` can be loaded from `data_dir`, downloading it if allowed."""
     b = builder(name, data_dir)
@@ -101,6 +153,7 @@ def ensure_prepared(name: str, data_dir: Path, download: bool) -> None:
         return
     if not download:
         raise UserError(missing_message(name, data_dir))
+    refuse_unreachable_download(b, name, data_dir)
     import logging
 
     # TFDS retries a failed request 10 times with back-off (~3 minutes offline), and urllib3

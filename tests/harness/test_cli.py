@@ -113,6 +113,10 @@ def test_missing_offline_dataset_says_what_to_import(tmp_path):
     assert "fashion_mnist.npz" in result.stderr
 
 
+def unreachable(host: str, port: int) -> None:
+    raise OSError(f"no route to {host}")
+
+
 def test_missing_offline_dataset_is_refused_before_ray_starts(tmp_path, monkeypatch):
     from harness.job import validate_job
 
@@ -124,7 +128,15 @@ def test_missing_offline_dataset_is_refused_before_ray_starts(tmp_path, monkeypa
     spec = validate_job(tiny_job(tmp_path))  # download: false
     with pytest.raises(UserError, match="harness data import fashion_mnist PATH/TO/"):
         cli._run(spec, None)
-    # A dataset that may be downloaded, or one imported (any version), goes on to Ray.
+    # One that may be downloaded from a host this machine cannot reach: refused too.
+    monkeypatch.setattr("pipelines.tfds_source.probe", unreachable)
+    spec = validate_job(tiny_job(tmp_path, data={"download": True}))
+    with pytest.raises(UserError, match="download failed .*harness data import fashion_mnist"):
+        cli._run(spec, None)
+    assert not (tmp_path / "empty").exists()
+    # A dataset that may be downloaded from a reachable host, or one imported (any version),
+    # goes on to Ray.
+    monkeypatch.setattr("pipelines.tfds_source.probe", lambda host, port: None)
     version = tmp_path / "imported" / "fashion_mnist" / "3.0.1"
     version.mkdir(parents=True)
     (version / "dataset_info.json").write_text("{}")
@@ -133,6 +145,26 @@ def test_missing_offline_dataset_is_refused_before_ray_starts(tmp_path, monkeypa
         spec = validate_job(tiny_job(tmp_path, data={"download": download}))
         with pytest.raises(AssertionError, match="Ray was started"):
             cli._run(spec, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("listening", [True, False], ids=["served", "bound"])
+def test_tensorboard_on_a_port_in_use_is_one_line_naming_it(tmp_path, listening):
+    """TensorBoard refuses a port something serves on; Werkzeug one only bound (and exits)."""
+    import socket
+
+    (tmp_path / "job" / "tensorboard").mkdir(parents=True)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        if listening:
+            taken.listen()
+        port = taken.getsockname()[1]
+        result = harness("tensorboard", str(tmp_path / "job"), "--port", str(port))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: --port {port}: already in use on localhost; pick another port, or --port 0 "
+        "for any free one"
+    ]
 
 
 @pytest.mark.slow
@@ -152,6 +184,19 @@ def test_data_import_of_missing_or_corrupt_file(tmp_path):
 def test_unknown_importer_lists_known(tmp_path):
     result = harness("data", "import", "fashion", str(tmp_path / "x.npz"))
     assert result.returncode == 2 and "fashion_mnist" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "tune"])
+def test_a_directory_given_as_job_file_is_named_a_directory(tmp_path, command):
+    from typer.testing import CliRunner
+
+    (tmp_path / "job.json").write_text("{}")  # a job directory: the error says what to run
+    result = CliRunner().invoke(cli.app, [command, str(tmp_path)])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception) == (
+        f"{tmp_path}: a directory, not a job file (YAML); it is a job directory: harness "
+        "resume continues it"
+    )
 
 
 @pytest.mark.slow

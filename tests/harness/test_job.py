@@ -146,7 +146,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_a_directory_a_key_given_twice_and_smoke_without_a_smoke_section(tmp_path):
-    with pytest.raises(UserError, match="is a directory, not a job file"):
+    with pytest.raises(UserError, match="a directory, not a job file"):
         load_job(tmp_path)
     twice = tmp_path / "twice.yaml"
     # Plain YAML keeps the last `tuner:`, which would drop the first section's keys unseen.

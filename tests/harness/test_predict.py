@@ -51,3 +51,34 @@ def test_bad_inputs_are_one_line_naming_the_file(tmp_path, name, content, messag
     with pytest.raises(UserError, match=message) as error:
         _sequences(path, SHAPE)
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_a_missing_input_file_is_named_as_missing(tmp_path):
+    import tensorflow as tf
+
+    from harness.predict import _image
+
+    with pytest.raises(UserError, match=r"missing\.png: no such file$"):
+        _image(tf, tmp_path / "missing.png", [28, 28, 1])
+    with pytest.raises(UserError, match=r"missing\.npy: no such file$"):
+        _sequences(tmp_path / "missing.npy", SHAPE)
+
+
+def test_a_text_model_reads_text_and_txt_files_and_refuses_other_files(tmp_path, monkeypatch):
+    """`reviews.csv` is not a review: a file other than .txt is refused, not classified."""
+    import tensorflow as tf
+
+    from harness.predict import _load_inputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reviews.txt").write_text("Great film.\n\nDull.\n")
+    (tmp_path / "reviews.csv").write_text("text\nGreat film.\n")
+    serving = {"input_dtype": "string"}
+    batch, labels = _load_inputs(tf, ["A fine cast", "reviews.txt"], serving)
+    assert [t.decode() for t in batch.numpy()] == ["A fine cast", "Great film.", "Dull."]
+    assert labels == ["A fine cast", "reviews.txt:1", "reviews.txt:2"]
+    assert len(_load_inputs(tf, ["x" * 5000], serving)[1]) == 1  # too long for a file name
+    with pytest.raises(UserError, match=r"^reviews\.csv: a file, not text; .* \.txt files"):
+        _load_inputs(tf, ["reviews.csv"], serving)
+    with pytest.raises(UserError, match=r"^gone\.txt: no such file"):
+        _load_inputs(tf, ["gone.txt"], serving)
