@@ -406,7 +406,7 @@ def main() -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        app()
+        sys.exit(_run_app())
     except UserError as e:
         for line in str(e).splitlines():
             print(f"error: {line}", file=sys.stderr)
@@ -417,6 +417,33 @@ def main() -> None:
             raise
         print(f"error: {line}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+def _run_app() -> int:
+    """Runs the command; the command line's own mistakes (a missing argument, an unknown
+    option or command) are one `error:` line too, not click's usage box. Returns the exit code."""
+    try:  # Typer's own copy of click (recent Typer), else click's
+        from typer._click import exceptions as click_errors
+    except ImportError:
+        from click import exceptions as click_errors
+
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as e:  # `harness`, `harness data`: the help
+        print(e.ctx.get_help())
+        return EXIT_USER_ERROR
+    except click_errors.UsageError as e:
+        where = e.ctx.command_path if e.ctx else "harness"
+        message = " ".join(e.format_message().split())
+        print(f"error: {message} (see '{where} --help')", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except click_errors.ClickException as e:
+        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        return e.exit_code
+    except (typer.Abort, click_errors.__dict__.get("Abort", typer.Abort)):
+        print("interrupted", file=sys.stderr)  # Ctrl-C before or after the tuning loop
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else 0
 
 
 def disk_full_line(error: BaseException) -> str | None:

@@ -108,7 +108,8 @@ def _tune_locked(
         data_record = _check_same_data(job_dir, spec, meta, console)
         console.print(
             f"[bold]data[/] {spec.data.source()}: "
-            f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test"
+            f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test",
+            soft_wrap=True,  # long file paths: one line in a log, not folded
         )
         oracle = make_oracle(spec.tuner, job_dir)
         keep_driver_off_gpus()

@@ -83,6 +83,29 @@ def test_help_explains_each_command():
         assert "Usage:" in result.output
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["tune"], "error: Missing argument 'job_file'. (see 'harness tune --help')"),
+        (
+            ["tune", "--bogus", "x.yaml"],
+            "error: No such option: --bogus (see 'harness tune --help')",
+        ),
+        (["bogus"], "error: No such command 'bogus'. (see 'harness --help')"),
+    ],
+)
+def test_a_command_line_mistake_is_one_line_and_exit_2(argv, line, monkeypatch, capsys):
+    """Not click's usage box of five lines: one `error:` line, like every other mistake."""
+    from harness import cli
+
+    monkeypatch.setattr(quiet, "install", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["harness", *argv])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
 @pytest.mark.slow
 def test_bad_job_file_is_one_line_and_exit_2(tmp_path):
     job = tiny_job(tmp_path, tuner={"algorithm": "bayes"})
@@ -524,7 +547,7 @@ def test_full_disk_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
     assert raised.value.filename == str(target)
     assert not list(target.parent.iterdir())  # no temporary file left behind
 
-    monkeypatch.setattr(cli, "app", lambda: atomic_write_json(target, {"a": 1}))
+    monkeypatch.setattr(cli, "app", lambda **_: atomic_write_json(target, {"a": 1}))
     monkeypatch.setattr(quiet, "install", lambda: None)
     with pytest.raises(SystemExit) as exited:
         cli.main()
