@@ -129,16 +129,17 @@ def validate(
     from harness.job_file import load_job
 
     spec = load_job(job_file, set_ or [], smoke=smoke)
-    console.print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    skipped = None
     if space and (spec.search_space.fixed or spec.search_space.choices):
         from harness.space import check_job_space
 
-        try:
+        try:  # before the resolved job is printed: a refusal is its one line alone
             skipped = check_job_space(spec)
         except UserError as e:
             raise UserError(f"{job_file}: {e}") from None
-        if skipped:
-            console.print(f"[yellow]note[/]: {skipped}", soft_wrap=True)
+    console.print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if skipped:
+        console.print(f"[yellow]note[/]: {skipped}", soft_wrap=True)
     console.print(f"[green]ok[/]: {job_file} is a valid job (job dir {spec.job_dir()})")
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -30,6 +29,7 @@ from pydantic import (
 from harness.errors import UserError
 from harness.pruning import PruningSpec
 from harness.validation_errors import format_validation_error
+from harness_core.schema import NumbersNotBooleans
 from pipelines import PIPELINES
 from pipelines.base import PipelineConfig
 from search_spaces import SEARCH_SPACES
@@ -38,7 +38,7 @@ from search_spaces.options import NoOptions, SpaceInfo
 ALGORITHMS = ("random", "bayesian", "tpe", "hyperband", "grid")
 
 
-class Strict(BaseModel):
+class Strict(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid")
 
 

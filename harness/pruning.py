@@ -35,10 +35,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from harness_core.schema import NumbersNotBooleans
 
 
-class PruningSpec(BaseModel):
+class PruningSpec(NumbersNotBooleans):
     """`tuner.pruning` in a job file."""
 
     model_config = ConfigDict(extra="forbid")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from harness_core.schema import NumbersNotBooleans
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Fill = Literal["reflect", "zeros"]
 
 
-class AugmentConfig(BaseModel):
+class AugmentConfig(NumbersNotBooleans):
     """Which augmentations to apply and how strongly; every default means "off".
 
     Attributes:

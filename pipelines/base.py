@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import ConfigDict, Field, PositiveInt
+
+from harness_core.schema import NumbersNotBooleans
 
 # The options that name a user's files or folders (a path, a list or a mapping of paths).
 SOURCE_KEYS = ("arrays", "folder", "path", "files")
@@ -45,7 +47,7 @@ def content_digest(path: Path) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-class PipelineConfig(BaseModel):
+class PipelineConfig(NumbersNotBooleans):
     """Options shared by all pipelines; each pipeline's `Config` subclasses this."""
 
     model_config = ConfigDict(extra="allow")

@@ -19,9 +19,10 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from harness_core.errors import UserError
+from harness_core.schema import NumbersNotBooleans
 from pipelines import tfds_source
 from pipelines.base import (
     DataMeta,
@@ -46,7 +47,7 @@ _FILES_ONLY = ("text_field", "label_field", "stratify")
 _TUNABLE = ("vocab_size", "sequence_length", "ngrams")  # each with `<name>_choices`
 
 
-class TextFiles(BaseModel):
+class TextFiles(NumbersNotBooleans):
     """User files, one example per JSONL line or CSV row (`.gz` allowed)."""
 
     model_config = ConfigDict(extra="forbid")

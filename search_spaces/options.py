@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
+from harness_core.schema import NumbersNotBooleans
+
 
 @dataclass(frozen=True)
 class SpaceInfo:
@@ -30,7 +32,7 @@ class SpaceInfo:
     options: type[BaseModel]
 
 
-class NoOptions(BaseModel):
+class NoOptions(NumbersNotBooleans):
     """A space without constructor options; the base of the others."""
 
     # Strict: YAML gives real types, and the constructor receives the values as written.

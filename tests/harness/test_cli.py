@@ -461,6 +461,7 @@ def test_validate_checks_pinned_values_against_the_space(tmp_path, data_dir, spa
     message = str(result.exception)
     assert message.splitlines() == [message]
     assert message.startswith(f"{path}: ") and expected in message
+    assert result.output == ""  # not the resolved job first, then the refusal
 
 
 @pytest.mark.slow

@@ -163,6 +163,20 @@ def test_a_directory_a_key_given_twice_and_smoke_without_a_smoke_section(tmp_pat
         load_job(plain, smoke=True)
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["tuner.max_trials=true", "data.batch_size=yes", "tuner.pruning.grace_epochs=on"],
+)
+def test_a_boolean_where_a_number_belongs_is_refused(tmp_path, override):
+    """Pydantic would take `true` as 1 (YAML's yes/on too): a batch of 1, one trial."""
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(tiny_job(tmp_path)))
+    key = override.split("=")[0].rsplit(".", 1)[1]
+    with pytest.raises(UserError, match=f"{key}: true is a boolean, not a number"):
+        load_job(path, [override])
+    load_job(path, ["tuner.max_trials=3", "data.batch_size=16"])  # numbers still are
+
+
 def test_binary_job_file(tmp_path):
     path = tmp_path / "job.yaml"
     path.write_bytes(b"name: x\n\xff\xfe\x00")
