@@ -101,8 +101,8 @@ ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 def load_image_arrays(path: Path) -> dict[str, np.ndarray]:
     """An image dataset's `.npz` (x_train, y_train, x_test, y_test), read whole; UserError
-    naming the file for a missing array or a corrupt file. Offline import and `data.arrays`
-    both read through here."""
+    naming the file for a missing array or a corrupt file; an optional `class_names` array
+    names the classes. Offline import and `data.arrays` both read through here."""
     try:
         with open(path, "rb") as f:
             # Every zip starts so; np.load would read anything else as a pickle (or a .npy).
@@ -116,7 +116,7 @@ def load_image_arrays(path: Path) -> dict[str, np.ndarray]:
                     f"{', '.join(map(repr, missing))} "
                     f"(it has: {', '.join(f.files) or 'none'}; needs {', '.join(ARRAY_KEYS)})"
                 )
-            return {k: f[k] for k in ARRAY_KEYS}
+            return {k: f[k] for k in (*ARRAY_KEYS, "class_names") if k in f.files}
     except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{path}: corrupt or truncated npz file ({e})") from None
 
@@ -138,22 +138,28 @@ class ArrayImages:
         return self._arrays
 
     def check(self) -> None:
+        names = self._load().get("class_names")
+        if names is not None and (names.ndim != 1 or not len(names)):
+            raise UserError(f"{self.path}: class_names must be a list of names, got {names.shape}")
         for split in ("train", "test"):
             x, y = self._load()[f"x_{split}"], self._load()[f"y_{split}"]
             if x.ndim not in (3, 4) or len(x) != len(y) or not len(x):
                 raise UserError(f"{self.path}: x_{split} must be (N, H, W[, C]) with N labels")
-            check_labels(self.path, f"y_{split}", y, None)
+            check_labels(self.path, f"y_{split}", y, None if names is None else len(names))
             _check_pixels(self.path, f"x_{split}", x)
 
     def info(self) -> dict[str, Any]:
         arrays = self._load()
         x = arrays["x_train"]
         shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
-        n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+        names = arrays.get("class_names")
+        if names is None:
+            top = int(max(arrays["y_train"].max(), arrays["y_test"].max()))
+            names = [str(i) for i in range(top + 1)]
         stat = self.path.stat()
         return {
             "shape": tuple(int(s) for s in shape),
-            "class_names": [str(i) for i in range(n_classes)],
+            "class_names": [str(n) for n in names],
             "counts": {s: len(arrays[f"y_{s}"]) for s in ("train", "test")},
             "identity": f"npz:{self.path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}",
         }

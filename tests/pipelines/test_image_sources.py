@@ -60,6 +60,20 @@ def test_arrays_source(npz):
     assert x.shape == (16, 28, 28, 1) and x.dtype == tf.float32
 
 
+def test_arrays_source_names_its_classes_when_the_npz_does(npz, tmp_path):
+    arrays = dict(np.load(npz))
+    named = tmp_path / "named.npz"
+    top = int(max(arrays["y_train"].max(), arrays["y_test"].max()))
+    names = [f"class {i}" for i in range(top + 1)]
+    np.savez(named, **arrays, class_names=np.array(names))
+    p = pipeline(arrays=str(named), batch_size=16)
+    p.check_available()
+    assert p.describe().class_names == names
+    np.savez(named, **arrays, class_names=np.array(names[:top]))  # a label without a name
+    with pytest.raises(UserError, match="y_train"):
+        pipeline(arrays=str(named), batch_size=16).check_available()
+
+
 def test_folder_source_with_class_names(folder):
     p = pipeline(folder=str(folder), batch_size=4, validation_split=0.25, channels=3)
     meta = p.describe()
