@@ -32,6 +32,11 @@ from harness.channel import EpochChannel
 Script = Callable[[dict[str, Any]], Iterable[dict[str, float]]]
 
 
+class ExecutorLost(Exception):
+    """Where the trials run is gone (a Ray cluster's head died): the job stops as when
+    interrupted, its state saved, and `harness resume` continues once it is back."""
+
+
 class FakeExecutor:
     """Runs scripted trials in process, one epoch of every running trial per `wait`.
 

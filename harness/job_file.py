@@ -28,7 +28,8 @@ def load_job(path: str | Path, overrides: list[str] = (), smoke: bool = False) -
 
 
 def _variant(raw: dict[str, Any], path: Path, overrides: list[str], smoke: bool) -> dict:
-    """The raw job with its smoke overrides (when `smoke`), then the --set overrides."""
+    """The raw job with its smoke overrides (when `smoke`), then the --set overrides, then
+    (when `smoke` and the smoke block does not set output_dir) "-smoke" on output_dir."""
     raw = copy.deepcopy(raw)
     if smoke:
         if not raw.get("smoke"):  # else the whole job would run under a smoke run's name
@@ -38,11 +39,12 @@ def _variant(raw: dict[str, Any], path: Path, overrides: list[str], smoke: bool)
             raise UserError(f"{path}: smoke: must be a mapping of 'dotted.key: value'")
         for key, value in smoke_overrides.items():
             set_dotted(raw, str(key), value, source=f"{path}: smoke")
-        if "output_dir" not in smoke_overrides:  # keep smoke runs apart from real ones
-            raw["output_dir"] = f"{raw.get('output_dir') or 'runs/' + str(raw.get('name'))}-smoke"
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(raw, key, value, source="--set")
+    # After --set, so `--smoke --set output_dir=X` writes to X-smoke, never to a real job's dir
+    if smoke and "output_dir" not in raw["smoke"]:  # keep smoke runs apart from real ones
+        raw["output_dir"] = f"{raw.get('output_dir') or 'runs/' + str(raw.get('name'))}-smoke"
     return raw
 
 

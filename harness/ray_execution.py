@@ -15,12 +15,14 @@ waits for that start to finish before `close()` stops Ray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ import ray
 from harness import reaper, tf_env
 from harness.channel import EpochChannel, make_channel
 from harness.errors import UserError
+from harness.execution import ExecutorLost
 from harness.job import JobSpec, ResourcesSpec
 
 # Quiet TensorFlow's C++ start-up banners in every worker; keep the driver's cwd importable so a
@@ -70,6 +73,11 @@ class RayChannelClient:
 
     def check(self, trial_id: str, epochs_done: float, metrics: dict[str, float]) -> str | None:
         return ray.get(self.actor.check.remote(trial_id, epochs_done, metrics))
+
+
+def _lost(error: BaseException) -> str:
+    first = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"lost the Ray cluster ({type(error).__name__}: {first})"
 
 
 def executor_for(spec: JobSpec, address: str | None = None) -> RayExecutor:
@@ -326,39 +334,63 @@ class RayExecutor:
         self._busy[ref] = index
         return ref
 
-    @staticmethod
-    def wait(refs: list[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
+    def wait(self, refs: list[ray.ObjectRef], timeout: float) -> list[ray.ObjectRef]:
         """Returns as soon as one trial ended (or after `timeout`), with all that have."""
-        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
-        if ready and rest:
-            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        with self._cluster_needed():
+            ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+            if ready and rest:
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         return ready
 
     def result(self, ref: ray.ObjectRef) -> tuple[dict[str, Any] | None, str | None]:
         """(result, None) on success; (None, error text) when the trial raised or its worker
-        died more often than `max_retries` allows (the slot then gets a new actor)."""
+        died more often than `max_retries` allows (the slot then gets a new actor).
+        `ExecutorLost` when the cluster itself went: the trial did not fail, it runs again
+        on resume."""
         index = self._busy.pop(ref)
         try:
             return ray.get(ref), None
         except ray.exceptions.RayTaskError as e:
             return None, _task_error_text(e)
         except ray.exceptions.RayError as e:  # the actor died: retries exhausted
+            if not self._channel_alive():
+                raise ExecutorLost(_lost(e)) from None
             self._retire(index)
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             return None, f"worker died and retries were exhausted: {type(e).__name__} {first}"
 
     def drain(self) -> list[dict[str, Any]]:
-        return ray.get(self._channel_actor.drain.remote())
+        with self._cluster_needed():
+            return ray.get(self._channel_actor.drain.remote())
 
     def seed(self, curves: dict[str, list[tuple[int, float]]]) -> None:
-        ray.get(self._channel_actor.seed.remote(curves))
+        with self._cluster_needed():
+            ray.get(self._channel_actor.seed.remote(curves))
 
     def promotion(
         self, paused: dict[str, float], drawn_all: bool = False
     ) -> tuple[str, float] | None:
         if not paused:
             return None
-        return ray.get(self._channel_actor.promotion.remote(paused, drawn_all))
+        with self._cluster_needed():
+            return ray.get(self._channel_actor.promotion.remote(paused, drawn_all))
+
+    @contextlib.contextmanager
+    def _cluster_needed(self) -> Iterator[None]:
+        """The job's channel actor or the cluster gone (its head killed): `ExecutorLost`."""
+        try:
+            yield
+        except ray.exceptions.RayError as e:
+            raise ExecutorLost(_lost(e)) from None
+
+    def _channel_alive(self) -> bool:
+        """Whether the job's channel actor still answers: when it does not, the cluster (or
+        the node holding the job's state) is gone, not one trial's worker."""
+        try:
+            ray.get(self._channel_actor.__ray_ready__.remote(), timeout=30)
+        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            return False
+        return True
 
     def kill(self, ref: ray.ObjectRef) -> None:
         """Stops one trial now: its actor is killed (a new one serves the slot next time)."""
@@ -440,7 +472,8 @@ def _usable_cpus() -> int:
 
 def _kill(actor) -> None:
     if actor is not None:
-        ray.kill(actor, no_restart=True)
+        with contextlib.suppress(ray.exceptions.RayError):  # gone with a lost cluster
+            ray.kill(actor, no_restart=True)
 
 
 def _stop_on_sigterm() -> None:

@@ -20,6 +20,7 @@ from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: ke
 from rich.console import Console
 
 from harness.errors import UserError
+from harness.execution import ExecutorLost
 from harness.hparams import end_trial, write_experiment, write_trial
 from harness.job import JobSpec, validate_job
 from harness.jobdir import JobDir, atomic_write_json, read_json
@@ -34,7 +35,8 @@ from pipelines.image_sources import SPLIT_METHOD
 from pipelines.tfds_source import resolve_data_dir
 
 # Keys that may change between runs of one job directory (budgets, resources, display).
-RESUMABLE_CHANGES = {"resources", "export", "smoke", "description"}
+# output_dir: the directory itself, however it is spelled (relative, absolute, moved).
+RESUMABLE_CHANGES = {"resources", "export", "smoke", "description", "output_dir"}
 RESUMABLE_TUNER_CHANGES = {
     "max_trials",
     "time_budget_s",
@@ -53,6 +55,7 @@ class JobOutcome:
     failed: int = 0
     best: tuple[str, float] | None = None
     interrupted: bool = False
+    lost: str | None = None  # why the trials' executor went away (then `interrupted` too)
     stop_reason: str | None = None  # set when the failure limit ended the search
     exported: list[dict[str, Any]] = field(default_factory=list)
 
@@ -132,7 +135,11 @@ def _tune_locked(
             outcome = TrialLoop(spec, job_dir, oracle, executor, console).run()
         _plot(job_dir, console)
         if outcome.interrupted:
-            console.print(f"interrupted; state saved. Resume with: harness resume {job_dir.root}")
+            console.print(
+                f"{outcome.lost or 'interrupted'}; state saved. "
+                f"Resume with: harness resume {job_dir.root}",
+                soft_wrap=True,
+            )
             return outcome
         if spec.export.policy != "none" and outcome.best is not None:
             from harness.export import export_trials
@@ -262,7 +269,7 @@ def _check_same_data(job_dir: JobDir, spec: JobSpec, meta, console: Console) -> 
             then = f" (data dir then: {old['data_dir']})" if old.get("data_dir") else ""
             raise UserError(
                 f"{job_dir.root}: the data differ from the job's start ({difference}); "
-                f"resume on the same data{then}"
+                f"use the data it started on{then}"
             )
         if moved:
             console.print(
@@ -335,6 +342,8 @@ class TrialLoop:
             except KeyboardInterrupt:
                 self.executor.cancel(list(self.running))
                 self.outcome.interrupted = True
+            except ExecutorLost as e:  # its trials' records stay RUNNING: a resume reruns them
+                self.outcome.interrupted, self.outcome.lost = True, str(e)
             finally:
                 self._save_elapsed()
         return self.outcome

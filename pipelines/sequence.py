@@ -96,6 +96,9 @@ def load_sequence_arrays(path: Path) -> dict[str, np.ndarray]:
     num_classes = None if names is None else len(names)
     for split in ("train", "test"):
         check_labels(path, f"y_{split}", arrays[f"y_{split}"], num_classes)
+    seen = np.unique(arrays["y_train"])
+    if len(seen) < 2:  # a one-class softmax learns nothing and scores 0
+        raise UserError(f"{path}: y_train has 1 class ({seen[0]}); need at least 2")
     return arrays
 
 

@@ -44,5 +44,5 @@ def test_quickstart_smoke_end_to_end(tmp_path):
     # One epoch on ~1,800 real images: 0.52 with the smoke's seeded, deterministic trials
     # (2026-11-24); chance is 0.10. The margin is for other CPUs' float rounding.
     assert accuracy > 0.35
-    assert (tmp_path / "job" / "export" / "quickstart" / "1" / "saved_model.pb").exists()
-    assert list((tmp_path / "job" / "tensorboard").glob("*/train/events.out.tfevents*"))
+    assert (tmp_path / "job-smoke" / "export" / "quickstart" / "1" / "saved_model.pb").exists()
+    assert list((tmp_path / "job-smoke" / "tensorboard").glob("*/train/events.out.tfevents*"))

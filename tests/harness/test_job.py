@@ -34,6 +34,19 @@ def test_smoke_and_set_overrides_apply_in_order():
     assert spec.data.train_examples == 2048
 
 
+def test_smoke_suffix_applies_after_set_unless_the_smoke_block_names_a_dir(tmp_path):
+    quickstart = REPO / "jobs/quickstart.yaml"
+    spec = load_job(quickstart, [f"output_dir={tmp_path / 'x'}"], smoke=True)
+    assert spec.job_dir() == tmp_path / "x-smoke"  # never the real job's directory
+    assert str(load_job(quickstart, ["output_dir="], smoke=True).job_dir()).endswith(
+        "runs/quickstart-smoke"
+    )
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(tiny_job(tmp_path, smoke={"output_dir": str(tmp_path / "s")})))
+    assert load_job(path, smoke=True).job_dir() == tmp_path / "s"
+    assert load_job(path, [f"output_dir={tmp_path / 'y'}"], smoke=True).job_dir() == tmp_path / "y"
+
+
 def test_override_values_are_parsed_as_yaml():
     assert parse_override("tuner.time_budget_s=1.5") == ("tuner.time_budget_s", 1.5)
     assert parse_override("export.formats=[keras]") == ("export.formats", ["keras"])

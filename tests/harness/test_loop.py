@@ -199,6 +199,31 @@ def test_interrupt_then_resume_runs_each_trial_once(tmp_path):
     assert outcome2.completed == 4 and len(loop2.oracle.trials) == 4
 
 
+def test_a_lost_cluster_ends_the_run_as_an_interruption_and_resume_reruns(tmp_path, monkeypatch):
+    """The Ray head killed mid-job (`ExecutorLost` from the executor): no trial is recorded
+    failed, the run ends interrupted with the reason, and a resume runs the lost trials."""
+    from harness.execution import ExecutorLost
+
+    loop, executor = make_loop(tmp_path, climb, max_trials=4, capacity=2)
+    drain = executor.drain
+    calls = []
+
+    def drain_until_lost():
+        calls.append(1)
+        if len(calls) == 4:  # mid-way: trials 0 and 1 are running
+            raise ExecutorLost("lost the Ray cluster (ActorUnavailableError: ...)")
+        return drain()
+
+    monkeypatch.setattr(executor, "drain", drain_until_lost)
+    outcome = loop.run()
+    assert outcome.interrupted and outcome.lost.startswith("lost the Ray cluster")
+    assert outcome.failed == 0
+    loop2, executor2 = make_loop(tmp_path, climb, max_trials=4, capacity=2)
+    outcome2 = loop2.run()
+    assert {r["trial_id"] for r in executor2.submitted} >= {"0", "1"}  # run again
+    assert outcome2.completed == 4 and outcome2.failed == 0
+
+
 def test_time_budget_stops_new_trials(tmp_path):
     loop, executor = make_loop(tmp_path, climb, max_trials=50, time_budget_s=1e-9)
     outcome = loop.run()
@@ -365,6 +390,9 @@ def test_changed_job_is_refused_on_the_same_directory(tmp_path):
     _write_spec(job_dir, spec)
     budget = validate_job(tiny_job(tmp_path, tuner={"max_trials": 9}), cross_check=False)
     _prepare_job_dir(job_dir, budget, overwrite=False)  # budgets may change
+    # The same directory spelled otherwise (`harness resume runs/x` of an absolute output_dir).
+    elsewhere = validate_job(tiny_job(tmp_path, output_dir="job"), cross_check=False)
+    _prepare_job_dir(job_dir, elsewhere, overwrite=False)
     other = validate_job(tiny_job(tmp_path, tuner={"algorithm": "grid"}), cross_check=False)
     with pytest.raises(UserError, match="holds a different job.*tuner.algorithm"):
         _prepare_job_dir(job_dir, other, overwrite=False)

@@ -72,6 +72,9 @@ def test_arrays_source_names_its_classes_when_the_npz_does(npz, tmp_path):
     np.savez(named, **arrays, class_names=np.array(names[:top]))  # a label without a name
     with pytest.raises(UserError, match="y_train"):
         pipeline(arrays=str(named), batch_size=16).check_available()
+    np.savez(named, **{**arrays, "y_train": np.zeros_like(arrays["y_train"])})
+    with pytest.raises(UserError, match="y_train has 1 class \\(0\\); need at least 2"):
+        pipeline(arrays=str(named), batch_size=16).check_available()
 
 
 def test_folder_source_with_class_names(folder):
