@@ -98,20 +98,35 @@ def _generate(tf, version: Path, prompts: list[str], length: int, temperature: f
 
 def _last_window(path: Path, columns: list[str], window: int):
     import csv
+    import math
 
     import numpy as np
 
     if not path.is_file():
         raise UserError(f"{path}: no such file (a forecaster reads a CSV of recent rows)")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path}: missing column(s) {', '.join(missing)} the model reads")
-        try:
-            rows = [[float(row[c]) for c in columns] for row in reader]
-        except ValueError as e:
-            raise UserError(f"{path}: a value is not a number ({e})") from None
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{path}: missing column(s) {', '.join(missing)} the model reads")
+            for row in reader:
+                values = []
+                for c in columns:
+                    where = f"{path}: line {reader.line_num}, column {c}"
+                    try:
+                        value = float(row[c])
+                    except (TypeError, ValueError):  # TypeError: a short row (None)
+                        raise UserError(f"{where}: {row[c]!r} is not a number") from None
+                    if not math.isfinite(value):
+                        raise UserError(f"{where}: {row[c]!r} is not a finite number")
+                    values.append(value)
+                rows.append(values)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 CSV file (byte {e.start})") from None
+    except csv.Error as e:
+        raise UserError(f"{path}: not a readable CSV file ({e})") from None
     if len(rows) < window:
         raise UserError(f"{path}: {len(rows)} rows; the model needs the last {window}")
     return np.asarray(rows[-window:], np.float32)
@@ -143,7 +158,18 @@ def _check_text_argument(item: str) -> Path:
 
 
 def _text_lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip()]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {e.start}, line {line}); save it as UTF-8"
+        ) from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise UserError(f"{path}: no text in it (a .txt file holds one text per line)")
+    return lines
 
 
 def _load_inputs(tf, inputs: list[str], serving: dict[str, Any]):
@@ -178,6 +204,8 @@ def _load_inputs(tf, inputs: list[str], serving: dict[str, Any]):
 def _sequences(path: Path, shape: list[int]):
     """Sequences of `shape` (length, channels) from a `.npy` array (one sequence, or a batch
     of them) or a `.csv` file (a row of length x channels numbers per sequence, no header)."""
+    import warnings
+
     import numpy as np
 
     if not os.path.exists(path):  # os.path: False, not OSError, for a name too long
@@ -188,7 +216,11 @@ def _sequences(path: Path, shape: list[int]):
         if path.suffix == ".npy":
             x = np.load(path, allow_pickle=False)
         else:
-            x = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+            with warnings.catch_warnings():  # an empty file: refused below, not warned of
+                warnings.simplefilter("ignore")
+                x = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+            if x.size == 0:
+                raise UserError(f"{path}: no sequences in it (one row of numbers per sequence)")
     except (ValueError, OSError, EOFError) as e:
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a readable array of numbers ({first})") from None

@@ -82,3 +82,52 @@ def test_a_text_model_reads_text_and_txt_files_and_refuses_other_files(tmp_path,
         _load_inputs(tf, ["reviews.csv"], serving)
     with pytest.raises(UserError, match=r"^gone\.txt: no such file"):
         _load_inputs(tf, ["gone.txt"], serving)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"no text in it"),
+        (b"\n  \n\n", r"no text in it"),
+        (b"fine\ncaf\xe9 au lait\n", r"not UTF-8 text \(byte 8, line 2\)"),
+    ],
+)
+def test_an_empty_or_non_utf8_txt_file_is_one_line_naming_it(tmp_path, content, message):
+    import tensorflow as tf
+
+    from harness.predict import _load_inputs
+
+    path = tmp_path / "reviews.txt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message) as error:
+        _load_inputs(tf, [str(path)], {"input_dtype": "string"})
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"a,b\n1,2\nnan,3\n", r"line 3, column a: 'nan' is not a finite number"),
+        (b"a,b\n1,inf\n2,3\n", r"line 2, column b: 'inf' is not a finite number"),
+        (b"a,b\n1,x\n", r"line 2, column b: 'x' is not a number"),
+        (b"a,b\n1\n", r"line 2, column b: None is not a number"),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '<f8'\xff\xfe", r"not a UTF-8 CSV file \(byte"),
+    ],
+)
+def test_a_forecasters_bad_csv_is_one_line_naming_the_file(tmp_path, content, message):
+    from harness.predict import _last_window
+
+    path = tmp_path / "recent.csv"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message) as error:
+        _last_window(path, ["a", "b"], 1)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+@pytest.mark.filterwarnings("error")  # numpy's "Empty input file" warning must not print
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_an_empty_sequence_csv_is_refused_without_a_warning(tmp_path, content):
+    path = tmp_path / "empty.csv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=r"empty\.csv: no sequences in it"):
+        _sequences(path, SHAPE)
