@@ -344,6 +344,9 @@ class TrialLoop:
                 self.outcome.interrupted = True
             except ExecutorLost as e:  # its trials' records stay RUNNING: a resume reruns them
                 self.outcome.interrupted, self.outcome.lost = True, str(e)
+            except UserError:  # a full disk: every trial would fail the same way
+                self.executor.cancel(list(self.running))
+                raise
             finally:
                 self._save_elapsed()
         return self.outcome
@@ -373,7 +376,9 @@ class TrialLoop:
             for handle in self.executor.wait(list(self.running), timeout=1.0):
                 tuner_id, trial = self.running.pop(handle)
                 del self._submitted[handle]
-                self._finish(trial, *self.executor.result(handle))
+                result, error = self.executor.result(handle)
+                _refuse_a_full_disk(error, trial.trial_id, self.job_dir)
+                self._finish(trial, result, error)
                 free.append(tuner_id)
             free.extend(self._stop_overdue())
             self._take_reports()
@@ -716,6 +721,21 @@ RUN_FIELDS = (
     "warm_start_from",
     "checks",  # mid-epoch validations at pruning rungs, replayed to the rule on resume
 )
+
+
+DISK_FULL = ("No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]")
+
+
+def _refuse_a_full_disk(error: str | None, trial_id: str, job_dir: JobDir) -> None:
+    """A trial that failed on a full disk did not fail: the search stops with one line (exit
+    2), the trial left to run again on resume, instead of every next trial failing too."""
+    if not error or not any(s in error for s in DISK_FULL):
+        return
+    line = next(ln for ln in error.splitlines() if any(s in ln for s in DISK_FULL))
+    raise UserError(
+        f"no space left on the device (trial {trial_id}: {line.strip()[:200]}); free some, "
+        f"then harness resume {job_dir.root}"
+    )
 
 
 def _compact(values: dict[str, Any]) -> str:

@@ -224,6 +224,26 @@ def test_a_lost_cluster_ends_the_run_as_an_interruption_and_resume_reruns(tmp_pa
     assert outcome2.completed == 4 and outcome2.failed == 0
 
 
+def test_a_full_disk_stops_the_search_with_one_line_and_resume_reruns_the_trial(tmp_path):
+    """A trial that failed writing on a full disk is not a failed configuration: the search
+    stops at once (UserError: one line, exit 2) instead of failing every next trial, and the
+    trial runs again once there is space."""
+    from harness.errors import UserError
+
+    def disk_full(request):
+        if request["trial_id"] == "1":
+            raise OSError(28, "No space left on device", "/job/trials/1/checkpoint.weights.h5")
+        yield from climb(request)
+
+    loop, _ = make_loop(tmp_path, disk_full, max_trials=4)
+    with pytest.raises(UserError, match=r"no space left on the device \(trial 1: .*Errno 28"):
+        loop.run()
+    assert loop.outcome.failed == 0
+    loop2, executor2 = make_loop(tmp_path, climb, max_trials=4)
+    outcome = loop2.run()
+    assert executor2.submitted[0]["trial_id"] == "1" and outcome.completed == 4
+
+
 def test_time_budget_stops_new_trials(tmp_path):
     loop, executor = make_loop(tmp_path, climb, max_trials=50, time_budget_s=1e-9)
     outcome = loop.run()
