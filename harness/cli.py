@@ -211,7 +211,20 @@ def export(
     jd = JobDir(job_dir)
     jd.check_format()
     with jd.lock():  # one writer at a time: a running job or another export is refused
+        check_data_unchanged(jd)
         export_trials(jd, top, console)
+
+
+def check_data_unchanged(job_dir) -> None:
+    """The test split scored (and a refit trained on) must be the data the trials were
+    selected on: a user's files edited since the job started are refused, as by a resume."""
+    from harness.job import resume_spec
+    from harness.tuning import _check_same_data
+    from pipelines import PIPELINES
+
+    spec = resume_spec(job_dir)
+    meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
+    _check_same_data(job_dir, spec, meta, console)
 
 
 @app.command()

@@ -146,12 +146,12 @@ class ArrayImages:
             if x.ndim not in (3, 4) or len(x) != len(y) or not len(x):
                 raise UserError(f"{self.path}: x_{split} must be (N, H, W[, C]) with N labels")
             check_labels(self.path, f"y_{split}", y, None if names is None else len(names))
+            _check_pixels(self.path, f"x_{split}", x)
         classes = np.unique(self._load()["y_train"])
         if len(classes) < 2:  # a one-unit softmax scores every test image wrong
             raise UserError(
                 f"{self.path}: y_train has {len(classes)} class ({classes[0]}); need at least 2"
             )
-            _check_pixels(self.path, f"x_{split}", x)
 
     def info(self) -> dict[str, Any]:
         arrays = self._load()
