@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from harness import quiet, tf_env
-from harness.errors import UserError
+from harness.errors import UserError, says_disk_full
 
 # Exit codes a script can trust (README, "Exit codes"); 1 is left to Python: a bug, with its
 # traceback.
@@ -219,12 +219,12 @@ def check_data_unchanged(job_dir) -> None:
     """The test split scored (and a refit trained on) must be the data the trials were
     selected on: a user's files edited since the job started are refused, as by a resume."""
     from harness.job import resume_spec
-    from harness.tuning import _check_same_data
+    from harness.tuning import check_same_data
     from pipelines import PIPELINES
 
     spec = resume_spec(job_dir)
     meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
-    _check_same_data(job_dir, spec, meta, console)
+    check_same_data(job_dir, spec, meta, console)
 
 
 @app.command()
@@ -454,7 +454,7 @@ def _run_app() -> int:
     except click_errors.ClickException as e:
         print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
         return e.exit_code
-    except (typer.Abort, click_errors.__dict__.get("Abort", typer.Abort)):
+    except typer.Abort:
         print("interrupted", file=sys.stderr)  # Ctrl-C before or after the tuning loop
         return EXIT_INTERRUPTED
     return code if isinstance(code, int) else 0
@@ -469,7 +469,7 @@ def disk_full_line(error: BaseException) -> str | None:
         where = f": {error.filename}" if error.filename else ""
         return f"no space left on the device{where}; free some and run the command again"
     message = str(error)
-    if "No space left on device" in message or "Disk quota exceeded" in message:
+    if says_disk_full(message):
         first = message.strip().splitlines()[0][:300]
         return f"no space left on the device ({first}); free some and run the command again"
     return None

@@ -19,7 +19,7 @@ import psutil
 from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: keras-tuner 1.4
 from rich.console import Console
 
-from harness.errors import UserError
+from harness.errors import UserError, says_disk_full
 from harness.execution import ExecutorLost
 from harness.hparams import end_trial, write_experiment, write_trial
 from harness.job import JobSpec, validate_job
@@ -108,7 +108,7 @@ def _tune_locked(
         pipeline = PIPELINES.get(spec.data.pipeline)(spec.data)
         pipeline.check_available()
         meta = pipeline.describe()
-        data_record = _check_same_data(job_dir, spec, meta, console)
+        data_record = check_same_data(job_dir, spec, meta, console)
         console.print(
             f"[bold]data[/] {spec.data.source()}: "
             f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test",
@@ -234,7 +234,7 @@ def _write_spec(job_dir: JobDir, spec: JobSpec) -> None:
     job_dir.write_format()
 
 
-def _check_same_data(job_dir: JobDir, spec: JobSpec, meta, console: Console) -> dict[str, Any]:
+def check_same_data(job_dir: JobDir, spec: JobSpec, meta, console: Console) -> dict[str, Any]:
     """What the job's data was when it started (data.json): a resume on other data (another
     copy, more or fewer examples, other shapes or classes) is refused, naming the difference;
     a moved data directory holding the same data is noted."""
@@ -723,15 +723,12 @@ RUN_FIELDS = (
 )
 
 
-DISK_FULL = ("No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]")
-
-
 def _refuse_a_full_disk(error: str | None, trial_id: str, job_dir: JobDir) -> None:
     """A trial that failed on a full disk did not fail: the search stops with one line (exit
     2), the trial left to run again on resume, instead of every next trial failing too."""
-    if not error or not any(s in error for s in DISK_FULL):
+    if not error or not says_disk_full(error):
         return
-    line = next(ln for ln in error.splitlines() if any(s in ln for s in DISK_FULL))
+    line = next(ln for ln in error.splitlines() if says_disk_full(ln))
     raise UserError(
         f"no space left on the device (trial {trial_id}: {line.strip()[:200]}); free some, "
         f"then harness resume {job_dir.root}"

@@ -81,6 +81,13 @@ def check_labels(path: Path, name: str, labels: np.ndarray, num_classes: int | N
         )
 
 
+def check_two_classes(path: Path, y_train: np.ndarray) -> None:
+    """Training labels of one class only: a one-unit softmax learns nothing and scores 0."""
+    seen = np.unique(y_train)
+    if len(seen) < 2:
+        raise UserError(f"{path}: y_train has 1 class ({seen[0]}); need at least 2")
+
+
 def _check_pixels(path: Path, name: str, x: np.ndarray) -> None:
     """Raw pixels: uint8, or numbers that are whole values in 0..255 (cast exactly). Anything
     else (floats scaled to [0, 1], negative values) would be cast to wrong pixels silently."""
@@ -147,11 +154,7 @@ class ArrayImages:
                 raise UserError(f"{self.path}: x_{split} must be (N, H, W[, C]) with N labels")
             check_labels(self.path, f"y_{split}", y, None if names is None else len(names))
             _check_pixels(self.path, f"x_{split}", x)
-        classes = np.unique(self._load()["y_train"])
-        if len(classes) < 2:  # a one-unit softmax scores every test image wrong
-            raise UserError(
-                f"{self.path}: y_train has {len(classes)} class ({classes[0]}); need at least 2"
-            )
+        check_two_classes(self.path, self._load()["y_train"])
 
     def info(self) -> dict[str, Any]:
         arrays = self._load()

@@ -32,7 +32,7 @@ from pipelines.base import (
     TrainData,
     for_training,
 )
-from pipelines.image_sources import check_labels, split_train
+from pipelines.image_sources import check_labels, check_two_classes, split_train
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -96,9 +96,7 @@ def load_sequence_arrays(path: Path) -> dict[str, np.ndarray]:
     num_classes = None if names is None else len(names)
     for split in ("train", "test"):
         check_labels(path, f"y_{split}", arrays[f"y_{split}"], num_classes)
-    seen = np.unique(arrays["y_train"])
-    if len(seen) < 2:  # a one-class softmax learns nothing and scores 0
-        raise UserError(f"{path}: y_train has 1 class ({seen[0]}); need at least 2")
+    check_two_classes(path, arrays["y_train"])
     return arrays
 
 

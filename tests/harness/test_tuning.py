@@ -17,9 +17,9 @@ from harness.jobdir import JobDir
 from harness.trial_runner import run_trial, trial_seed, warm_up
 from harness.tuning import (
     _check_promotion,
-    _check_same_data,
     _prepare_job_dir,
     _write_spec,
+    check_same_data,
     tune,
 )
 from pipelines import PIPELINES
@@ -188,22 +188,22 @@ def test_resume_on_other_data_is_refused_and_a_moved_copy_noted(tmp_path, data_d
     job_dir = JobDir(spec.job_dir())
     job_dir.root.mkdir(parents=True)
     meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
-    record = _check_same_data(job_dir, spec, meta, QUIET)
+    record = check_same_data(job_dir, spec, meta, QUIET)
     assert record["data_dir"] == str(data_dir) and record["num_train"] == meta.num_train
     (job_dir.root / "data.json").write_text(json.dumps({**record, "data_dir": "/elsewhere"}))
     console = Console(record=True, width=200)
-    _check_same_data(job_dir, spec, meta, console)
+    check_same_data(job_dir, spec, meta, console)
     assert "(was /elsewhere); the same data" in console.export_text()
     (job_dir.root / "data.json").write_text(json.dumps({**record, "num_test": 10_000}))
     with pytest.raises(UserError, match="the data differ from the job's start \\(num_test"):
-        _check_same_data(job_dir, spec, meta, QUIET)
+        check_same_data(job_dir, spec, meta, QUIET)
     # A stratified job started before the split became scikit-learn's validates on other
     # examples: refused. (Unstratified splits did not change and record no method.)
     assert "split" not in record
     stratified = validate_job(tiny_job(tmp_path, data={"stratify": True}))
     (job_dir.root / "data.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match="the data differ from the job's start \\(split: None"):
-        _check_same_data(job_dir, stratified, meta, QUIET)
+        check_same_data(job_dir, stratified, meta, QUIET)
 
 
 def test_resume_on_a_user_file_edited_in_place_is_refused(tmp_path):
@@ -224,14 +224,14 @@ def test_resume_on_a_user_file_edited_in_place_is_refused(tmp_path):
     job_dir = JobDir(spec.job_dir())
     job_dir.root.mkdir(parents=True)
     meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
-    record = _check_same_data(job_dir, spec, meta, QUIET)
+    record = check_same_data(job_dir, spec, meta, QUIET)
     assert list(record["contents"]) == [str(path)] and "data_dir" not in record
     (job_dir.root / "data.json").write_text(json.dumps(record))
     np.savez(path, **arrays)  # written again, same bytes: the same data
-    _check_same_data(job_dir, spec, meta, QUIET)
+    check_same_data(job_dir, spec, meta, QUIET)
     np.savez(path, **{**arrays, "y_train": 1 - arrays["y_train"]})
     with pytest.raises(UserError, match=r"data differ .*\(contents\..*mine.npz: 'sha256:") as e:
-        _check_same_data(job_dir, spec, meta, QUIET)
+        check_same_data(job_dir, spec, meta, QUIET)
     assert "data dir then" not in str(e.value)
     from harness.cli import check_data_unchanged  # `harness export` scores the test split too
 
@@ -242,7 +242,7 @@ def test_resume_on_a_user_file_edited_in_place_is_refused(tmp_path):
     (job_dir.root / "data.json").write_text(
         json.dumps({k: v for k, v in record.items() if k != "contents"})
     )
-    _check_same_data(job_dir, spec, meta, QUIET)
+    check_same_data(job_dir, spec, meta, QUIET)
 
 
 def test_the_header_names_the_data_source(tmp_path):
