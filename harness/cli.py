@@ -18,6 +18,8 @@ from harness.errors import UserError, says_disk_full
 EXIT_USER_ERROR = 2
 EXIT_NO_RESULT = 3
 EXIT_INTERRUPTED = 130
+# `predict --length`: a language model writes one character per step (a long wait, not a hang).
+MAX_GENERATED = 100_000
 
 app = typer.Typer(
     help="Tune TensorFlow/Keras models: Keras Tuner search spaces, trials on Ray workers, "
@@ -302,11 +304,20 @@ def predict(
             "files, (forecasters) CSV files or (language models) prompts."
         ),
     ],
-    length: Annotated[int, typer.Option(min=1, help="Language models: characters to write.")] = 200,
+    length: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            min=1, max=MAX_GENERATED, help="Language models: characters to write [default: 200]."
+        ),
+    ] = None,
     temperature: Annotated[
-        float, typer.Option(min=0.01, help="Language models: sampling temperature.")
-    ] = 0.8,
-    top: Annotated[int, typer.Option(min=1, help="Classifiers: show the K likeliest classes.")] = 1,
+        Optional[float],  # noqa: UP045
+        typer.Option(min=0.01, help="Language models: sampling temperature [default: 0.8]."),
+    ] = None,
+    top: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=1, help="Classifiers: show the K likeliest classes [default: 1]."),
+    ] = None,
 ) -> None:
     """Run an exported model on raw inputs: image files, review text, (sequence classifiers)
     .npy/.csv files of sequences, (forecasters) CSV files of recent rows, or (language models)

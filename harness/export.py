@@ -10,6 +10,7 @@ Each version is written in a temporary folder and renamed into place, so a serve
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import statistics
@@ -35,8 +36,13 @@ def best_trials(job_dir: JobDir, top: int) -> list[dict[str, Any]]:
     return [t for t in ranked if job_dir.checkpoint_path(t["trial_id"]).exists()][:top]
 
 
-def export_trials(job_dir: JobDir, top: int, console: Console) -> list[dict[str, Any]]:
-    """Exports the `top` best trials; returns their manifests."""
+def export_trials(
+    job_dir: JobDir, top: int, console: Console, reuse: bool = False
+) -> list[dict[str, Any]]:
+    """Exports the `top` best trials; returns their manifests. With `reuse` (the end of a
+    `tune`/`resume`), a trial whose latest version under its name is already its export under
+    the same export settings is not exported again: a resumed finished job neither refits
+    nor adds a version."""
     trials = best_trials(job_dir, top)
     if not trials:
         raise UserError(f"{job_dir.root}: no completed trial with a checkpoint to export")
@@ -45,12 +51,35 @@ def export_trials(job_dir: JobDir, top: int, console: Console) -> list[dict[str,
     manifests = []
     for rank, trial in enumerate(trials, start=1):
         name = base_name if rank == 1 else f"{base_name}_top{rank}"
-        console.print(f"[bold]export[/] trial {trial['trial_id']} (rank {rank}) as {name}")
-        manifests.append(export_trial(job_dir, spec, trial, name, rank, console))
+        earlier = exported_already(job_dir, spec, trial, name) if reuse else None
+        if earlier:
+            console.print(
+                f"[bold]export[/] trial {trial['trial_id']} (rank {rank}) as {name}: "
+                f"already exported, version {earlier['version']}"
+            )
+            manifests.append(earlier)
+        else:
+            console.print(f"[bold]export[/] trial {trial['trial_id']} (rank {rank}) as {name}")
+            manifests.append(export_trial(job_dir, spec, trial, name, rank, console))
         test = manifests[-1]["test_metrics"]
         shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items())
         console.print(f"  test: {shown}  -> {manifests[-1]['path']}", soft_wrap=True)
     return manifests
+
+
+def exported_already(job_dir: JobDir, spec, trial: dict[str, Any], name: str) -> dict | None:
+    """The manifest (with its `path`) of `name`'s latest version if that is `trial` exported
+    with the job's current export settings; None otherwise."""
+    model_dir = job_dir.export_dir / name
+    version = _next_version(model_dir) - 1
+    try:
+        manifest = json.loads((model_dir / str(version) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = manifest.get("trial_id") == trial["trial_id"] and manifest.get(
+        "export"
+    ) == spec.export.model_dump(mode="json")
+    return {**manifest, "path": str(model_dir / str(version))} if same else None
 
 
 def export_trial(
@@ -433,6 +462,7 @@ def _manifest(spec, trial, meta, test_metrics, rank, name, version, serving) -> 
         "trial_id": trial["trial_id"],
         "hyperparameters": {k: v for k, v in values.items() if not k.startswith("tuner/")},
         "objective": {**spec.tuner.objective.model_dump(), "value": trial["score"]},
+        "export": spec.export.model_dump(mode="json"),  # the settings it was exported with
         "best_epoch": best_step + 1 if best_step is not None else None,
         # At the best epoch (the exported or refit trial's weights), split by data.
         "validation_metrics": _metrics_at(trial, best_step, validation=True),

@@ -25,29 +25,43 @@ def resolve_version(path: Path) -> Path:
 def predict(
     export_dir: Path,
     inputs: list[str],
-    length: int = 200,
-    temperature: float = 0.8,
-    top: int = 1,
+    length: int | None = None,
+    temperature: float | None = None,
+    top: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs `serving_default` on image files, text lines or (sequence classifiers) `.npy` /
-    `.csv` files of sequences: the `top` classes per input; or a forecaster on CSV files (the
-    forecast per target), a language model on prompts, a seq2seq model on strings."""
+    `.csv` files of sequences: the `top` classes per input (1 unless given); or a forecaster on
+    CSV files (the forecast per target), a language model on prompts (`length` characters, 200
+    unless given, at `temperature`, 0.8), a seq2seq model on strings. An option the model has
+    no use for is refused, naming what the model is."""
     import numpy as np
     import tensorflow as tf
 
     version = resolve_version(export_dir)
     manifest = read_json(version / "manifest.json", {})
     serving = manifest.get("serving", {})
+    generator = any(i["name"] == "length" for i in serving.get("inputs", []))
+    if not generator:
+        _refuse_unused(
+            {"--length": length, "--temperature": temperature},
+            version,
+            "not a language model",
+            "language models",
+        )
     if "window" in manifest.get("data", {}):
+        _refuse_unused({"--top": top}, version, "a forecaster", "classifiers")
         return _forecast(tf, version, manifest, inputs)
-    if any(i["name"] == "length" for i in serving.get("inputs", [])):
-        return _generate(tf, version, inputs, length, temperature)
+    if generator:
+        _refuse_unused({"--top": top}, version, "a language model", "classifiers")
+        return _generate(tf, version, inputs, 200 if length is None else length, temperature or 0.8)
     batch, labels = _load_inputs(tf, inputs, serving)
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     outputs = signature(**{serving.get("input", "inputs"): batch})
     if "decoded" in outputs:  # a sequence-to-sequence model: strings in, strings out
+        _refuse_unused({"--top": top}, version, "a sequence-to-sequence model", "classifiers")
         decoded = [d.decode("utf-8", "replace") for d in outputs["decoded"].numpy()]
         return [{"input": i, "decoded": d} for i, d in zip(labels, decoded, strict=True)]
+    top = 1 if top is None else top
     probs = np.asarray(next(iter(outputs.values())))
     names = manifest.get("data", {}).get("class_names") or []
     rows = []
@@ -58,6 +72,14 @@ def predict(
         ]
         rows.append({"input": source, **ranked[0], "top": ranked})
     return rows
+
+
+def _refuse_unused(options: dict[str, Any], version: Path, kind: str, users: str) -> None:
+    """One line for an option given to a model that has no use for it (a classifier's `--top`
+    to a forecaster, a language model's `--length` to a classifier)."""
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise UserError(f"{given[0]}: {version} is {kind}; {given[0]} is for {users}")
 
 
 def _forecast(tf, version: Path, manifest: dict[str, Any], inputs: list[str]) -> list[dict]:

@@ -85,6 +85,12 @@ class PruningSpec(NumbersNotBooleans):
         "not by its last step's weights, which swing with a high learning rate mid-schedule; "
         "0 is off. The trial's own metrics stay its trained weights'",
     )
+    anneal_at_rungs: bool = Field(
+        False,
+        description="ASHA: start the learning-rate schedule over at each rung (warm restarts), "
+        "so that every stretch up to a rung warms up and anneals and the rung scores annealed "
+        "weights, not weights mid-schedule; a constant rate is left as it is",
+    )
 
     @model_validator(mode="after")
     def _whole_epochs_for_median(self) -> PruningSpec:
@@ -97,6 +103,8 @@ class PruningSpec(NumbersNotBooleans):
             raise ValueError("promotion is a way of ASHA's; the median rule has none")
         if self.rung_averaging and self.rule == "median":
             raise ValueError("rung_averaging ranks at ASHA's rungs; the median rule has none")
+        if self.anneal_at_rungs and self.rule == "median":
+            raise ValueError("anneal_at_rungs anneals at ASHA's rungs; the median rule has none")
         for key in ("promotion_min_trials", "promotion_leaders"):
             if getattr(self, key) and self.rule == "median":
                 raise ValueError(f"{key} is a way of ASHA's promotion; the median rule has none")
@@ -325,6 +333,18 @@ def rung_step(point: float, steps_per_epoch: int) -> tuple[int, int]:
     if point == epoch:
         return epoch, 0
     return epoch, min(max(1, round((point - epoch) * steps_per_epoch)), steps_per_epoch - 1)
+
+
+def restart_steps(spec: PruningSpec, max_epochs: int, steps_per_epoch: int) -> tuple[int, ...]:
+    """With `anneal_at_rungs`: the steps (from a trial's start) where its schedule starts over,
+    one at each ASHA rung, exactly where the rung validates (`rung_step`)."""
+    if spec.rule != "asha" or not spec.anneal_at_rungs:
+        return ()
+    steps = set()
+    for point in asha_rungs(max_epochs, spec.grace_epochs, spec.reduction_factor):
+        epoch, step = rung_step(point, steps_per_epoch)
+        steps.add(epoch * steps_per_epoch + step)
+    return tuple(sorted(s for s in steps if 0 < s < max_epochs * steps_per_epoch))
 
 
 def _quantile(values: list[float], q: float) -> float:

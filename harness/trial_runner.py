@@ -21,7 +21,7 @@ import psutil
 
 from harness.jobdir import JobDir
 from harness.lean_imports import import_keras_without_extras
-from harness.pruning import rung_step
+from harness.pruning import restart_steps, rung_step
 
 
 def run_trial(request: dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +68,14 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
     if resume:  # from the rung's epoch, and step when the rung falls inside that epoch
         initial_epoch, initial_step = rung_step(resume["epochs_done"], data.steps_per_epoch)
     # Schedules span the job's full epochs; a Hyperband round continuing a checkpoint from
-    # `initial_epoch` (or a paused trial, from its rung) takes them up where its weights left off.
+    # `initial_epoch` (or a paused trial, from its rung) takes them up where its weights left off;
+    # with `anneal_at_rungs` they start over at each rung.
     hypermodel.set_training_plan(
-        spec.tuner.epochs, data.steps_per_epoch, initial_epoch, initial_step
+        spec.tuner.epochs,
+        data.steps_per_epoch,
+        initial_epoch,
+        initial_step,
+        restart_steps(spec.tuner.pruning, spec.tuner.epochs, data.steps_per_epoch),
     )
     with strategy.scope():
         model = hypermodel.build(hp)

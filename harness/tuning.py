@@ -145,7 +145,7 @@ def _tune_locked(
             from harness.export import export_trials
 
             top = spec.export.top_k if spec.export.policy == "top_k" else 1
-            outcome.exported = export_trials(job_dir, top, console)
+            outcome.exported = export_trials(job_dir, top, console, reuse=True)
         return outcome
 
 

@@ -81,11 +81,21 @@ def check_labels(path: Path, name: str, labels: np.ndarray, num_classes: int | N
         )
 
 
-def check_two_classes(path: Path, y_train: np.ndarray) -> None:
-    """Training labels of one class only: a one-unit softmax learns nothing and scores 0."""
+def check_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> None:
+    """Training labels of one class only (a one-unit softmax learns nothing and scores 0), or
+    test labels of a class the training labels lack (no model can learn it: its test score
+    would be capped without a word)."""
     seen = np.unique(y_train)
     if len(seen) < 2:
         raise UserError(f"{path}: y_train has 1 class ({seen[0]}); need at least 2")
+    unseen = np.setdiff1d(np.unique(y_test), seen)
+    if len(unseen):
+        count = int(np.isin(y_test, unseen).sum())
+        raise UserError(
+            f"{path}: y_test has class {unseen[0]} ({count} test example{'s' * (count > 1)} "
+            f"of {len(unseen)} such class{'es' * (len(unseen) > 1)}) that y_train lacks; "
+            "every test class needs training examples"
+        )
 
 
 def _check_pixels(path: Path, name: str, x: np.ndarray) -> None:
@@ -154,7 +164,7 @@ class ArrayImages:
                 raise UserError(f"{self.path}: x_{split} must be (N, H, W[, C]) with N labels")
             check_labels(self.path, f"y_{split}", y, None if names is None else len(names))
             _check_pixels(self.path, f"x_{split}", x)
-        check_two_classes(self.path, self._load()["y_train"])
+        check_classes(self.path, self._load()["y_train"], self._load()["y_test"])
 
     def info(self) -> dict[str, Any]:
         arrays = self._load()

@@ -32,7 +32,7 @@ from pipelines.base import (
     TrainData,
     for_training,
 )
-from pipelines.image_sources import check_labels, check_two_classes, split_train
+from pipelines.image_sources import check_classes, check_labels, split_train
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -96,7 +96,7 @@ def load_sequence_arrays(path: Path) -> dict[str, np.ndarray]:
     num_classes = None if names is None else len(names)
     for split in ("train", "test"):
         check_labels(path, f"y_{split}", arrays[f"y_{split}"], num_classes)
-    check_two_classes(path, arrays["y_train"])
+    check_classes(path, arrays["y_train"], arrays["y_test"])
     return arrays
 
 

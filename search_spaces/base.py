@@ -4,6 +4,7 @@ label smoothing)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -41,6 +42,9 @@ class TrainingPlan:
     initial_epoch: int = 0
     # A trial continued from an ASHA rung inside an epoch starts that many steps further in.
     initial_step: int = 0
+    # Steps (from the plan's start) where a schedule starts over (warm restarts at ASHA's rungs,
+    # `tuner.pruning.anneal_at_rungs`): each stretch between them is a whole schedule of its own.
+    restarts: tuple[int, ...] = ()
 
     def __post_init__(self):
         for name in ("epochs", "steps_per_epoch"):
@@ -56,6 +60,13 @@ class TrainingPlan:
             raise ValueError(
                 f"TrainingPlan.initial_step must be in 0..{self.steps_per_epoch - 1}, "
                 f"got {self.initial_step!r}"
+            )
+        if list(self.restarts) != sorted(set(self.restarts)) or not all(
+            0 < r < self.total_steps for r in self.restarts
+        ):
+            raise ValueError(
+                f"TrainingPlan.restarts must be increasing steps in 1..{self.total_steps - 1}, "
+                f"got {self.restarts!r}"
             )
 
     @property
@@ -84,7 +95,12 @@ class SearchSpace(kt.HyperModel):
         )
 
     def set_training_plan(
-        self, epochs: int, steps_per_epoch: int, initial_epoch: int = 0, initial_step: int = 0
+        self,
+        epochs: int,
+        steps_per_epoch: int,
+        initial_epoch: int = 0,
+        initial_step: int = 0,
+        restarts: tuple[int, ...] = (),
     ) -> None:
         """Tells the space how long the next `build(hp)`'s model will train.
 
@@ -92,11 +108,14 @@ class SearchSpace(kt.HyperModel):
         refit, with the epochs and steps per epoch that `fit` will run; schedules built by
         `make_optimizer` span exactly that, and a run continuing earlier weights from
         `initial_epoch` (a Hyperband round) starts its schedule there, `initial_step` steps
-        into that epoch for a trial paused inside it (ASHA's promotion). Without a call, a
-        default plan (10 epochs of `num_train // 32` steps) lets the driver build the space
-        to discover hyperparameters.
+        into that epoch for a trial paused inside it (ASHA's promotion); `restarts` (steps)
+        split a schedule into stretches that each warm up and anneal (`TrainingPlan.restarts`).
+        Without a call, a default plan (10 epochs of `num_train // 32` steps) lets the driver
+        build the space to discover hyperparameters.
         """
-        self.training_plan = TrainingPlan(epochs, steps_per_epoch, initial_epoch, initial_step)
+        self.training_plan = TrainingPlan(
+            epochs, steps_per_epoch, initial_epoch, initial_step, tuple(restarts)
+        )
 
     def extra_callbacks(self, log_dir: str) -> list:
         """Keras callbacks a trial adds to the engine's own, writing into the trial's
@@ -177,7 +196,9 @@ def peak_learning_rate(hp: kt.HyperParameters) -> float:
 def _schedule(hp: kt.HyperParameters, peak: float, plan: TrainingPlan | None):
     """`peak` as is ("constant"), or a Keras CosineDecay over the plan's steps: "cosine" after
     a linear warm-up from 0 (`warmup_fraction` of the steps), "one_cycle" after a 30% warm-up
-    from peak / 25. Both end at 0 on the plan's last step."""
+    from peak / 25. Both end at 0 on the plan's last step; with `plan.restarts`, each stretch
+    between restarts is such a schedule of its own (warm restarts, Loshchilov & Hutter 2017),
+    so the weights have annealed wherever an ASHA rung scores them."""
     if plan is None:
         return peak
     kind = hp.Choice("lr_schedule", list(SCHEDULES), default="constant")
@@ -188,18 +209,64 @@ def _schedule(hp: kt.HyperParameters, peak: float, plan: TrainingPlan | None):
     start, fraction = 0.0, cosine_warmup
     if kind == "one_cycle":
         start, fraction = peak / ONE_CYCLE_DIV, ONE_CYCLE_WARMUP
-    warmup = round(plan.total_steps * fraction)
-    decay = max(1, plan.total_steps - warmup)
-    if warmup == 0:
-        schedule = keras.optimizers.schedules.CosineDecay(peak, decay)
-    else:
-        schedule = keras.optimizers.schedules.CosineDecay(
+
+    def cycle(steps: int):
+        warmup = round(steps * fraction)
+        decay = max(1, steps - warmup)
+        if warmup == 0:
+            return keras.optimizers.schedules.CosineDecay(peak, decay)
+        return keras.optimizers.schedules.CosineDecay(
             start, decay, warmup_target=peak, warmup_steps=warmup
         )
+
+    bounds = [0, *plan.restarts, plan.total_steps]
+    if plan.restarts:
+        schedule = WarmRestarts(
+            [cycle(end - begin) for begin, end in itertools.pairwise(bounds)], list(plan.restarts)
+        )
+    else:
+        schedule = cycle(plan.total_steps)
     offset = plan.initial_epoch * plan.steps_per_epoch + plan.initial_step
     if offset:
         return ResumedSchedule(schedule, offset)
     return schedule
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class WarmRestarts(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedules[i]` from step `restarts[i - 1]` (the first from step 0) to the next
+    restart, each counting its own steps from 0: a new warm-up and anneal at each restart."""
+
+    def __init__(self, schedules: list, restarts: list[int]):
+        self.schedules = schedules
+        self.restarts = [int(r) for r in restarts]
+
+    def __call__(self, step):
+        from keras import ops
+
+        step = ops.cast(step, "float32")
+        starts = [0, *self.restarts]
+        index = ops.sum(ops.cast(step >= ops.convert_to_tensor(self.restarts, "float32"), "int32"))
+        # Every stretch's rate at this step, counted from its own start (those not begun yet
+        # clamped at their step 0); the one the step falls in is taken.
+        rates = ops.stack(
+            [
+                ops.cast(s(ops.maximum(step - begin, 0.0)), "float32")
+                for s, begin in zip(self.schedules, starts, strict=True)
+            ]
+        )
+        return ops.take(rates, index)
+
+    def get_config(self) -> dict:
+        return {
+            "schedules": [keras.optimizers.schedules.serialize(s) for s in self.schedules],
+            "restarts": self.restarts,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> WarmRestarts:
+        schedules = [keras.optimizers.schedules.deserialize(s) for s in config["schedules"]]
+        return cls(schedules, config["restarts"])
 
 
 @keras.saving.register_keras_serializable(package="harness")

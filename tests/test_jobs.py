@@ -227,5 +227,10 @@ def check_forecaster_export(spec, manifest, csv_path, tmp_path):
     assert f"mae {raw_mae:.4f}" in card
     result = harness_predict(version, csv_path)
     assert result.stdout.startswith(f"{csv_path}: next ")
+    from harness.errors import UserError
+    from harness.predict import predict
+
+    with pytest.raises(UserError, match="is a forecaster; --top is for classifiers"):
+        predict(Path(version), [str(csv_path)], top=2)
     shown = result.stdout.split("next ")[1].split(";")[0].split()
     assert shown[0] == meta.extra["targets"][0] and len(shown) - 1 == meta.extra["horizon"]

@@ -106,6 +106,19 @@ def test_a_command_line_mistake_is_one_line_and_exit_2(argv, line, monkeypatch, 
     assert capsys.readouterr().err.splitlines() == [line]
 
 
+def test_a_language_model_s_length_is_capped_in_one_line(monkeypatch, capsys):
+    """`predict --length` past MAX_GENERATED: a usage error before any model loads."""
+    from harness import cli
+
+    monkeypatch.setattr(quiet, "install", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["harness", "predict", "export/m", "x", "--length", "100001"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: Invalid value for '--length': ") and "100000" in line
+
+
 @pytest.mark.slow
 def test_bad_job_file_is_one_line_and_exit_2(tmp_path):
     job = tiny_job(tmp_path, tuner={"algorithm": "bayes"})

@@ -158,6 +158,15 @@ def test_predict_command_on_exported_model(finished_job, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert str(path) in result.stdout and "Dress" in result.stdout  # class 3 of fashion_mnist
+    # A language model's options are refused for a classifier, not ignored.
+    from harness.errors import UserError
+    from harness.predict import predict
+
+    export = job_dir.export_dir / "tiny"
+    for option, value in (("length", 30), ("temperature", 0.5)):
+        with pytest.raises(UserError, match=f"--{option}: .* is not a language model; --{option} "):
+            predict(export, [str(path)], **{option: value})
+    assert [row["class"] for row in predict(export, [str(path)], top=2)[:1]] == ["Dress"]
 
 
 def test_tflite_gives_the_same_top_class(finished_job):

@@ -285,3 +285,16 @@ def test_promotion_leaders_needs_a_rung_below_with_enough_trials():
     asha.report("a", 0.25, 0.9)
     asha.report("b", 0.25, 0.8)  # the quarter rung holds 2 < 3: it leads nothing yet
     assert "paused" in asha.report("a", 1, 0.85)
+
+
+def test_anneal_at_rungs_restarts_the_schedule_where_each_rung_validates():
+    from harness.pruning import restart_steps
+
+    spec = PruningSpec(rule="asha", grace_epochs=0.25, reduction_factor=4, anneal_at_rungs=True)
+    assert restart_steps(spec, 4, 100) == (25, 100)  # rungs at 0.25 and 1 epoch
+    assert restart_steps(spec, 4, 3) == (1, 3)  # a quarter of 3 steps: the rung's step 1
+    assert restart_steps(spec, 1, 100) == (25,)  # no rung at the end of the schedule
+    assert restart_steps(spec.model_copy(update={"anneal_at_rungs": False}), 4, 100) == ()
+    assert restart_steps(PruningSpec(rule="none", anneal_at_rungs=True), 4, 100) == ()
+    with pytest.raises(ValidationError, match="anneal_at_rungs anneals at ASHA's rungs"):
+        PruningSpec(rule="median", anneal_at_rungs=True)

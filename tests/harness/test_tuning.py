@@ -152,6 +152,29 @@ def test_export_writes_loadable_models_with_manifest(finished_job):
     assert served.shape == (3, 10) and np.allclose(served.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.xdist_group("finished_job")
+def test_resuming_a_finished_job_keeps_its_export(finished_job):
+    """A finished job resumed: nothing to train, and the export there is the best trial's under
+    the same settings, so no refit and no second version; `harness export` still adds one."""
+    from harness.export import exported_already
+    from harness.job import resume_spec
+
+    job_dir, outcome = finished_job
+    spec = resume_spec(job_dir)
+    again = tune(spec, QUIET)
+    assert [m["version"] for m in again.exported] == [1]
+    assert again.exported[0]["path"] == outcome.exported[0]["path"]
+    assert sorted(p.name for p in (job_dir.export_dir / "tiny").iterdir()) == ["1"]
+    trial = {"trial_id": outcome.best[0]}
+    assert exported_already(job_dir, spec, trial, "tiny")["version"] == 1
+    other = spec.model_copy(
+        update={"export": spec.export.model_copy(update={"formats": ["keras"]})}
+    )
+    assert exported_already(job_dir, other, trial, "tiny") is None  # other settings: again
+    assert exported_already(job_dir, spec, {"trial_id": "elsewhere"}, "tiny") is None
+    assert exported_already(job_dir, spec, trial, "no_such_model") is None
+
+
 def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
     spec = validate_job(
         tiny_job(tmp_path, search_space={"name": "image_cnn", "fixed": {"conv_layers": 0}})
@@ -409,6 +432,31 @@ def test_averaged_rungs_rank_the_average_and_leave_training_alone(tmp_path, data
     assert channel.pruner.recorded[1]["0007"] == max(scores)  # the rule's best so far
     [report] = channel.drain()  # live progress: the epoch's own metrics
     assert report["metrics"] == stopped["epochs"][0]["metrics"] == plain["epochs"][0]["metrics"]
+
+
+@pytest.mark.slow
+def test_anneal_at_rungs_lays_the_trial_s_schedule_out_in_stretches(
+    tmp_path, data_dir, monkeypatch
+):
+    """`anneal_at_rungs`: the trial's plan restarts its schedule at each rung's step (half an
+    epoch and one epoch here), so what the space builds anneals there; without it, none."""
+    from search_spaces.base import SearchSpace
+
+    monkeypatch.setattr("harness.strategy._configured", True)  # threads: set once per process
+    plans = []
+    set_plan = SearchSpace.set_training_plan
+
+    def spy(self, *args, **kwargs):
+        set_plan(self, *args, **kwargs)
+        plans.append(self.training_plan)
+
+    monkeypatch.setattr(SearchSpace, "set_training_plan", spy)
+    pruning = {"rule": "asha", "grace_epochs": 0.5, "reduction_factor": 2, "anneal_at_rungs": True}
+    _, result = _pinned_trial(tmp_path, pruning)
+    _, plain = _pinned_trial(tmp_path, {**pruning, "anneal_at_rungs": False})
+    steps = plans[0].steps_per_epoch
+    assert plans[0].restarts == (round(steps / 2), steps) and plans[1].restarts == ()
+    assert len(result["epochs"]) == len(plain["epochs"]) == 2
 
 
 class _Walk:

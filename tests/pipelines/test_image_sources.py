@@ -75,6 +75,10 @@ def test_arrays_source_names_its_classes_when_the_npz_does(npz, tmp_path):
     np.savez(named, **{**arrays, "y_train": np.zeros_like(arrays["y_train"])})
     with pytest.raises(UserError, match="y_train has 1 class \\(0\\); need at least 2"):
         pipeline(arrays=str(named), batch_size=16).check_available()
+    np.savez(named, **{**arrays, "y_train": arrays["y_train"] % 2})  # classes 0 and 1 only
+    assert set(arrays["y_test"]) > {0, 1}
+    with pytest.raises(UserError, match=r"y_test has class 2 \(\d+ test examples of \d+ such"):
+        pipeline(arrays=str(named), batch_size=16).check_available()
 
 
 def test_folder_source_with_class_names(folder):

@@ -64,6 +64,10 @@ def test_channels_and_class_names_are_kept(tmp_path):
         ({"y_test": np.full(40, 1.5)}, "y_test must hold integer class ids"),
         ({"y_test": np.full(40, 3), "class_names": np.array(["a", "b", "c"])}, r"y_test\[0\] = 3"),
         ({"y_train": np.full(200, 2)}, r"y_train has 1 class \(2\); need at least 2"),
+        (
+            {"y_test": np.r_[np.full(37, 1), np.full(3, 5)]},
+            r"y_test has class 5 \(3 test examples of 1 such class\) that y_train lacks",
+        ),
     ],
 )
 def test_bad_arrays_are_one_line_naming_the_problem(tmp_path, replace, message):

@@ -138,6 +138,41 @@ def test_a_continued_run_takes_the_schedule_up_where_its_weights_left_off(tmp_pa
         space.set_training_plan(epochs=4, steps_per_epoch=25, initial_epoch=4)
 
 
+def test_warm_restarts_start_the_schedule_over_at_each_restart(tmp_path):
+    """`restarts` at steps 10 and 40 of 100: three one-cycle schedules of 10, 30 and 60 steps,
+    each from a 25th of the peak up (30% of its own steps) and annealed to 0 by its end."""
+    space = TinyClassifier(META)
+    hp = pinned_hp(lr_schedule="one_cycle", learning_rate=2.5e-3)
+    space.set_training_plan(epochs=4, steps_per_epoch=25, restarts=(10, 40))
+    model = space.build(hp)
+    steps = [0, 3, 9, 10, 19, 40, 58, 99, 100]
+    rates = learning_rates(model.optimizer, steps)
+    low, peak = 1e-4, 2.5e-3
+    assert rates[:2] == pytest.approx([low, peak]) and rates[2] < 0.06 * peak
+    assert rates[3] == pytest.approx(low) and rates[4] == pytest.approx(peak)  # 9 = 30% of 30
+    assert rates[5] == pytest.approx(low) and rates[6] == pytest.approx(peak)  # 18 of 60
+    assert rates[7] < 0.01 * peak and rates[8] == pytest.approx(0.0, abs=1e-9)
+    # A trial continued from the rung at step 40 takes the plan up there: a new warm-up.
+    space.set_training_plan(
+        epochs=4, steps_per_epoch=25, initial_epoch=1, initial_step=15, restarts=(10, 40)
+    )
+    continued = space.build(hp)
+    assert learning_rates(continued.optimizer, [0, 18, 59]) == pytest.approx(
+        learning_rates(model.optimizer, [40, 58, 99]), abs=1e-9
+    )
+    continued.save(tmp_path / "restarts.keras")  # the schedule is saved with the optimizer
+    reloaded = keras.models.load_model(tmp_path / "restarts.keras")
+    assert learning_rates(reloaded.optimizer, [0, 18]) == pytest.approx([low, peak])
+    # A constant rate has nothing to restart.
+    space.set_training_plan(epochs=4, steps_per_epoch=25, restarts=(10, 40))
+    constant = space.build(pinned_hp(lr_schedule="constant", learning_rate=1e-3))
+    assert learning_rates(constant.optimizer, [0, 10, 99]) == pytest.approx([1e-3] * 3)
+    with pytest.raises(ValueError, match="restarts must be increasing steps in 1..99"):
+        space.set_training_plan(epochs=4, steps_per_epoch=25, restarts=(40, 10))
+    with pytest.raises(ValueError, match="restarts must be increasing steps in 1..99"):
+        space.set_training_plan(epochs=4, steps_per_epoch=25, restarts=(100,))
+
+
 def test_label_smoothing_is_cross_entropy_against_smoothed_targets():
     plain = TinyClassifier(META).build(kt.HyperParameters())
     smoothed = TinyClassifier(META).build(pinned_hp(label_smoothing=0.2))
