@@ -53,7 +53,8 @@ def predict(
         return _forecast(tf, version, manifest, inputs)
     if generator:
         _refuse_unused({"--top": top}, version, "a language model", "classifiers")
-        return _generate(tf, version, inputs, 200 if length is None else length, temperature or 0.8)
+        length = 200 if length is None else length
+        return _generate(tf, version, inputs, length, 0.8 if temperature is None else temperature)
     batch, labels = _load_inputs(tf, inputs, serving)
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     outputs = signature(**{serving.get("input", "inputs"): batch})

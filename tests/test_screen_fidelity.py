@@ -1,0 +1,43 @@
+"""`benchmarks/screen_fidelity.py`'s summary: each rung's rank correlation with the final
+scores, where it ranks the best final run, and what the restarts cost at the end."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import screen_fidelity  # noqa: E402
+
+
+def run(plain: list[float], restarts: list[float]) -> dict:
+    points = [0.25, 1, 2]
+    return {
+        "plain": {"scores": list(zip(points, plain, strict=True))},
+        "restarts": {"scores": list(zip(points, restarts, strict=True))},
+    }
+
+
+def test_the_summary_ranks_each_rung_against_the_final_scores():
+    runs = [
+        run([0.70, 0.80, 0.90], [0.60, 0.85, 0.91]),  # the best at the end
+        run([0.75, 0.82, 0.85], [0.55, 0.80, 0.84]),  # led the plain rungs, second at the end
+        run([0.50, 0.60, 0.70], [0.50, 0.62, 0.69]),
+    ]
+    summary = screen_fidelity.summarize(runs, [0.25, 1, 2])
+    plain = summary["plain at 1 epochs"]
+    assert plain["spearman_vs_plain_final"] == pytest.approx(0.5)
+    assert plain["rank_of_best_plain_final"] == 2
+    annealed = summary["restarts at 1 epochs"]
+    assert annealed["spearman_vs_plain_final"] == pytest.approx(1.0)
+    assert annealed["rank_of_best_plain_final"] == 1
+    assert annealed["spearman_vs_own_final"] == pytest.approx(1.0)
+    assert "plain at 2 epochs" not in summary  # the end is not a rung
+    cost = summary["restarts final - plain final"]
+    assert cost["each"] == pytest.approx([0.01, -0.01, -0.01])
+    assert cost["mean"] == pytest.approx(-0.01 / 3)
+    assert cost["best_of_each"] == pytest.approx([0.91, 0.90])
