@@ -30,11 +30,14 @@ def test_a_trial_the_harness_stopped_is_not_announced_as_retried(capsys):
 def test_a_dead_worker_is_worded_as_the_harness_speaks(capsys):
     reword_task_failures()
     ray_worker.print_to_stdstream(notice(DIED), ignore_prefix=False)
-    out = capsys.readouterr().out
-    assert out == (
+    # Lines, not the whole output: a Ray session another test left in this process may print
+    # its own notices meanwhile (seen in CI: a warm-up killed at a job's end).
+    lines = capsys.readouterr().out.splitlines()
+    assert (
         "a trial's worker died (The actor is dead because its worker process has died.); "
-        "Ray runs the trial again (1 retries left)\n"
-    )
+        "Ray runs the trial again (1 retries left)"
+    ) in lines
+    assert not [line for line in lines if "TrialWorker.run failed" in line or "more detail" in line]
 
 
 def test_an_out_of_memory_retry_without_a_reason_is_worded_too(capsys):
