@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,6 +174,8 @@ class RayExecutor:
     def _start(self) -> None:
         if not ray.is_initialized():
             self._init_ray()
+        # Also on a Ray session the caller started: its notices reach this process's stdout.
+        reword_task_failures()
         self._check_fits()
         r = self.resources
         self._worker_cls = ray.remote(
@@ -298,7 +301,6 @@ class RayExecutor:
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise UserError(connect_error(self.address, e)) from None
         self._started_ray = True
-        reword_task_failures()
 
     def _check_fits(self) -> None:
         """A trial asking for more than any node has would wait forever: say so now."""
@@ -431,7 +433,11 @@ def reword_task_failures() -> None:
     retried", which is false (the actor is killed for good, and the harness prints why). This
     drops those, and words a real worker death (Ray then does run the trial again) as the
     harness's other lines are, in one line instead of Ray's dozen. Other raylet messages pass
-    as they are."""
+    as they are.
+
+    The harness's own lines are printed here, not through Ray's printer: that one runs every
+    batch through its log deduplicator, which holds back a repeated line and prints it later
+    within whatever batch comes next, and with that batch's prefix setting."""
     from ray._private import worker as ray_worker
 
     original = getattr(ray_worker, "print_to_stdstream", None)
@@ -456,8 +462,8 @@ def reword_task_failures() -> None:
                 )
         if kept:
             original({**data, "lines": kept}, ignore_prefix)
-        if reworded:
-            original({**data, "lines": reworded}, True)
+        for line in reworded:
+            print(line, file=sys.stdout, flush=True)
 
     printer.harness_reworded = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = printer

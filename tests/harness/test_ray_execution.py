@@ -69,6 +69,47 @@ def test_other_raylet_messages_pass_unchanged(capsys):
     assert "something else entirely" in capsys.readouterr().out
 
 
+def test_a_ray_session_the_caller_started_gets_the_rewording_too(monkeypatch):
+    """A script (or the test suite) that called `ray.init` itself before the harness's
+    executor starts: Ray's notices reach this process all the same, so the rewording is put in
+    place whoever started Ray. Seen in CI: a session started by a fixture printed "Task
+    TrialWorker.warm failed ... will be retried" for a warm-up the harness had killed."""
+    import pytest
+
+    from harness import ray_execution
+    from harness.channel import EpochChannel
+    from harness.job import ResourcesSpec
+
+    class Checked(Exception):
+        pass
+
+    def fits(self):
+        raise Checked  # the start goes no further: no actors
+
+    def plain(data, ignore_prefix):
+        pass
+
+    monkeypatch.setattr(ray_worker, "print_to_stdstream", plain)
+    monkeypatch.setattr(ray_execution.ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray_execution.RayExecutor, "_check_fits", fits)
+    executor = ray_execution.RayExecutor(ResourcesSpec(), EpochChannel(None, "loss", "min"))
+    with pytest.raises(Checked):
+        executor._start()
+    assert getattr(ray_worker.print_to_stdstream, "harness_reworded", False)
+    assert not executor._started_ray
+
+
+def test_a_held_back_repeat_of_ray_is_not_printed_within_the_harness_line(capsys):
+    """Ray's deduplicator holds back a repeated raylet line and prints it within the next
+    batch it is given, with that batch's prefix setting: the harness's line goes around it."""
+    reword_task_failures()
+    for _ in range(3):
+        ray_worker.print_to_stdstream(notice(DIED), ignore_prefix=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith("a trial's worker died (") for line in lines)
+
+
 def _executor(monkeypatch, cpus: int, address: str | None = None, slots: int = 1):
     """A RayExecutor whose background start is a thread that sets `_ray_up` when told."""
     import threading
