@@ -57,23 +57,28 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def summarize(runs: list[dict], points: list[float]) -> dict:
+def summarize(runs: list[dict], points: list[float], direction: str = "max") -> dict:
+    """Each rung's scores against the final ones (`direction`: the objective's, "min" for a
+    loss); "restarts final - plain final" is in the metric's own units, whichever way."""
+    better = 1 if direction == "max" else -1
     summary = {}
     finals = {kind: [r[kind]["scores"][-1][1] for r in runs] for kind in ("plain", "restarts")}
-    best = max(range(len(runs)), key=lambda i: finals["plain"][i])
+    best = max(range(len(runs)), key=lambda i: better * finals["plain"][i])
+    pick = max if direction == "max" else min
     for kind in ("plain", "restarts"):
         for index, point in enumerate(points[:-1]):
             scores = [r[kind]["scores"][index][1] for r in runs]
+            ranked = sorted((better * s for s in scores), reverse=True)
             summary[f"{kind} at {point:g} epochs"] = {
                 "spearman_vs_plain_final": spearman(scores, finals["plain"]),
                 "spearman_vs_own_final": spearman(scores, finals[kind]),
-                "rank_of_best_plain_final": sorted(scores, reverse=True).index(scores[best]) + 1,
+                "rank_of_best_plain_final": ranked.index(better * scores[best]) + 1,
             }
     diffs = [r - p for r, p in zip(finals["restarts"], finals["plain"], strict=True)]
     summary["restarts final - plain final"] = {
         "mean": sum(diffs) / len(diffs),
         "each": diffs,
-        "best_of_each": [max(finals["restarts"]), max(finals["plain"])],
+        "best_of_each": [pick(finals["restarts"]), pick(finals["plain"])],
     }
     return summary
 
@@ -105,6 +110,14 @@ def main() -> None:
     space = job_space(hypermodel, spec.search_space.fixed, None, spec.search_space.choices)
     epochs, per_epoch = spec.tuner.epochs, data.steps_per_epoch
     rungs = [float(r) for r in args.rungs.split(",") if r]
+    outside = [
+        r for r in rungs if not 0 < r < epochs or (r != int(r) and rung_step(r, per_epoch)[1] == 0)
+    ]
+    if outside:
+        parser.error(
+            f"--rungs {args.rungs}: each rung must fall inside the {epochs} epochs, a fraction "
+            f"on a step of its own ({per_epoch} steps an epoch)"
+        )
     points = sorted({*rungs, *range(1, epochs + 1)})
     steps = {}
     for point in points:
@@ -155,7 +168,7 @@ def main() -> None:
             print(f"config {index} {kind}: {shown} ({run[kind]['fit_s']:.0f} s)", flush=True)
         results["runs"].append(run)
         (args.out / "fidelity.json").write_text(json.dumps(results, indent=2))
-    results["summary"] = summarize(results["runs"], points)
+    results["summary"] = summarize(results["runs"], points, spec.tuner.objective.direction)
     (args.out / "fidelity.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results["summary"], indent=2))
 

@@ -10,6 +10,7 @@ Each version is written in a temporary folder and renamed into place, so a serve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -69,17 +70,34 @@ def export_trials(
 
 def exported_already(job_dir: JobDir, spec, trial: dict[str, Any], name: str) -> dict | None:
     """The manifest (with its `path`) of `name`'s latest version if that is `trial` exported
-    with the job's current export settings; None otherwise."""
+    with the job's current export settings, from the weights its checkpoint holds now and at
+    the score it has now; None otherwise. A trial keeps its id when it trains on (a paused
+    trial continued by a resume with a longer budget): then its export is stale."""
     model_dir = job_dir.export_dir / name
     version = _next_version(model_dir) - 1
     try:
         manifest = json.loads((model_dir / str(version) / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    same = manifest.get("trial_id") == trial["trial_id"] and manifest.get(
-        "export"
-    ) == spec.export.model_dump(mode="json")
+    same = (
+        manifest.get("trial_id") == trial["trial_id"]
+        and manifest.get("export") == spec.export.model_dump(mode="json")
+        and (manifest.get("objective") or {}).get("value") == trial.get("score")
+        and manifest.get("checkpoint_sha256") is not None
+        and manifest.get("checkpoint_sha256") == _sha256(job_dir.checkpoint_path(trial["trial_id"]))
+    )
     return {**manifest, "path": str(model_dir / str(version))} if same else None
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def export_trial(
@@ -116,6 +134,8 @@ def export_trial(
     tmp.mkdir(parents=True)
     try:
         manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version, serving)
+        # The weights the export came from (or, refit, the trial whose length it took).
+        manifest["checkpoint_sha256"] = _sha256(job_dir.checkpoint_path(trial["trial_id"]))
         served = pipeline.served_test_metrics(serving, hp)
         if served:  # what a caller of the signature gets, e.g. a forecaster's raw units
             manifest["served_test_metrics"] = served

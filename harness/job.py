@@ -223,6 +223,13 @@ def _check_cross_fields(spec: JobSpec, source: str) -> None:
         _check_metric(
             spec.training.early_stopping.monitor, "training.early_stopping.monitor", allowed, source
         )
+    pruning = spec.tuner.pruning
+    if spec.training.early_stopping and pruning.rule == "asha" and pruning.anneal_at_rungs:
+        raise UserError(
+            f"{source}: training.early_stopping with tuner.pruning.anneal_at_rungs: the learning "
+            "rate starts over high after each rung, which early stopping would count as epochs "
+            "without progress and stop the trial; use one or the other"
+        )
     if spec.resources.cpus_per_trial < 1 and spec.resources.logical_cpu_devices:
         raise UserError(f"{source}: resources.logical_cpu_devices needs cpus_per_trial >= 1")
     _check_output_dir(spec.job_dir(), source)

@@ -343,6 +343,8 @@ def restart_steps(spec: PruningSpec, max_epochs: int, steps_per_epoch: int) -> t
     steps = set()
     for point in asha_rungs(max_epochs, spec.grace_epochs, spec.reduction_factor):
         epoch, step = rung_step(point, steps_per_epoch)
+        if point != epoch and step == 0:
+            continue  # an epoch of one step has no inside: that rung is never scored
         steps.add(epoch * steps_per_epoch + step)
     return tuple(sorted(s for s in steps if 0 < s < max_epochs * steps_per_epoch))
 

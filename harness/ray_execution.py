@@ -192,6 +192,7 @@ class RayExecutor:
             self._channel.pruner, self._channel.objective, self._channel.direction
         )
         self._up = True
+        _running.add(id(self))
 
     def let_ray_start_first(self) -> None:
         """Waits, when the machine has too few cores for everything starting at once, until
@@ -252,6 +253,7 @@ class RayExecutor:
             ray.shutdown()
             self._started_ray = False
         self._up = False
+        _running.discard(id(self))
         if self._thread is not None:
             self._closed.set()
             self._thread.join()
@@ -416,15 +418,18 @@ class RayExecutor:
 
 # What the raylet publishes when an actor task fails and Ray will run it again.
 _RETRY = re.compile(
-    r"Task \S+ failed\. There are (\d+|infinite) (?:oom )?retries remaining, so the task will "
-    r"be retried\. "
+    r"Task TrialWorker\.\S+ failed\. There are (\d+|infinite) (?:oom )?retries remaining, so the "
+    r"task will be retried\. "
     r"Error: (.*)",
     re.S,
 )
 
 
-# Its notice of the same death: a dozen lines of ids.
+# Its notice of the same death: a dozen lines of ids, which do not name the task. Dropped
+# while an executor runs in this process (the harness says it), else left to Ray: on a Ray
+# session the caller started, their own tasks die too.
 _DIED = "A worker died or was killed while executing a task"
+_running: set[int] = set()  # ids of the executors started and not closed
 
 
 def reword_task_failures() -> None:
@@ -450,7 +455,7 @@ def reword_task_failures() -> None:
         kept, reworded = [], []
         for line in data.get("lines", []):
             retry = _RETRY.match(line)
-            if line.startswith(_DIED):
+            if line.startswith(_DIED) and _running:
                 continue  # said by the retry line, or by the trial's FAILED line
             if retry is None:
                 kept.append(line)
@@ -463,7 +468,8 @@ def reword_task_failures() -> None:
         if kept:
             original({**data, "lines": kept}, ignore_prefix)
         for line in reworded:
-            print(line, file=sys.stdout, flush=True)
+            with contextlib.suppress(OSError, ValueError):  # a closed stdout: Ray's thread lives
+                print(line, file=sys.stdout, flush=True)
 
     printer.harness_reworded = True  # type: ignore[attr-defined]
     ray_worker.print_to_stdstream = printer

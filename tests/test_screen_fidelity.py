@@ -41,3 +41,14 @@ def test_the_summary_ranks_each_rung_against_the_final_scores():
     assert cost["each"] == pytest.approx([0.01, -0.01, -0.01])
     assert cost["mean"] == pytest.approx(-0.01 / 3)
     assert cost["best_of_each"] == pytest.approx([0.91, 0.90])
+
+
+def test_a_loss_objective_ranks_the_lowest_first():
+    runs = [
+        run([0.9, 0.5, 0.30], [0.8, 0.4, 0.31]),  # the best (lowest) at the end
+        run([0.7, 0.6, 0.40], [0.9, 0.7, 0.45]),
+    ]
+    summary = screen_fidelity.summarize(runs, [0.25, 1, 2], direction="min")
+    assert summary["plain at 0.25 epochs"]["rank_of_best_plain_final"] == 2
+    assert summary["plain at 1 epochs"]["rank_of_best_plain_final"] == 1
+    assert summary["restarts final - plain final"]["best_of_each"] == pytest.approx([0.31, 0.30])

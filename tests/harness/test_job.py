@@ -108,6 +108,28 @@ def test_objective_must_be_a_metric(tmp_path):
     assert "tuner.objective.name" in message and "val_accuracy" in message
 
 
+def test_early_stopping_with_restarts_at_the_rungs_is_refused(tmp_path):
+    """After each rung the restarted rate climbs back high, and the epochs there do not beat
+    the rung's annealed score: early stopping would cut the trial short in its last stretch."""
+    pruning = {"rule": "asha", "grace_epochs": 1, "reduction_factor": 2, "anneal_at_rungs": True}
+    message = _error(
+        tmp_path,
+        tuner={"max_trials": 2, "epochs": 8, "pruning": pruning},
+        training={"early_stopping": {"patience": 2}},
+    )
+    assert "training.early_stopping" in message and "anneal_at_rungs" in message
+    assert "\n" not in message
+    validate_job(tiny_job(tmp_path, tuner={"max_trials": 2, "epochs": 8, "pruning": pruning}))
+    plain = {**pruning, "anneal_at_rungs": False}
+    validate_job(
+        tiny_job(
+            tmp_path,
+            tuner={"max_trials": 2, "epochs": 8, "pruning": plain},
+            training={"early_stopping": {"patience": 2}},
+        )
+    )
+
+
 def test_unknown_search_space_option(tmp_path):
     message = _error(tmp_path, search_space={"name": "image_cnn", "options": {"depth": 3}})
     assert "unknown key 'depth' in search_space.options; allowed keys: (none)" in message

@@ -294,6 +294,9 @@ def test_anneal_at_rungs_restarts_the_schedule_where_each_rung_validates():
     assert restart_steps(spec, 4, 100) == (25, 100)  # rungs at 0.25 and 1 epoch
     assert restart_steps(spec, 4, 3) == (1, 3)  # a quarter of 3 steps: the rung's step 1
     assert restart_steps(spec, 1, 100) == (25,)  # no rung at the end of the schedule
+    # An epoch of one step has no inside: the quarter rung is never scored, so no restart
+    # there; the whole-epoch rung keeps its.
+    assert restart_steps(spec, 4, 1) == (1,)
     assert restart_steps(spec.model_copy(update={"anneal_at_rungs": False}), 4, 100) == ()
     assert restart_steps(PruningSpec(rule="none", anneal_at_rungs=True), 4, 100) == ()
     with pytest.raises(ValidationError, match="anneal_at_rungs anneals at ASHA's rungs"):

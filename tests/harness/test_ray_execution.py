@@ -53,20 +53,32 @@ def test_an_out_of_memory_retry_without_a_reason_is_worded_too(capsys):
     )
 
 
-def test_the_raylets_own_notice_of_a_death_is_left_to_the_harness(capsys):
+def test_the_raylets_own_notice_of_a_death_is_left_to_the_harness(capsys, monkeypatch):
+    """While an executor runs the harness words each death itself; with none running (a Ray
+    session the caller started, used for their own tasks too) Ray's notice is theirs."""
+    from harness import ray_execution
+
     reword_task_failures()
     death = (
         "A worker died or was killed while executing a task by an unexpected system error. "
         "To troubleshoot the problem, check the logs for the dead worker. Lease ID: 0100"
     )
+    monkeypatch.setattr(ray_execution, "_running", {1})
     ray_worker.print_to_stdstream(notice(death), ignore_prefix=False)
     assert capsys.readouterr().out == ""
+    monkeypatch.setattr(ray_execution, "_running", set())
+    ray_worker.print_to_stdstream(notice(death), ignore_prefix=False)
+    assert "A worker died or was killed" in capsys.readouterr().out
 
 
 def test_other_raylet_messages_pass_unchanged(capsys):
     reword_task_failures()
     ray_worker.print_to_stdstream(notice("something else entirely"), ignore_prefix=False)
     assert "something else entirely" in capsys.readouterr().out
+    # Another task's retry (the caller's own, on a Ray session they started) is not a trial's.
+    theirs = KILLED.replace("TrialWorker.run", "Simulator.step")
+    ray_worker.print_to_stdstream(notice(theirs), ignore_prefix=False)
+    assert "Simulator.step failed" in capsys.readouterr().out
 
 
 def test_a_ray_session_the_caller_started_gets_the_rewording_too(monkeypatch):

@@ -165,14 +165,27 @@ def test_resuming_a_finished_job_keeps_its_export(finished_job):
     assert [m["version"] for m in again.exported] == [1]
     assert again.exported[0]["path"] == outcome.exported[0]["path"]
     assert sorted(p.name for p in (job_dir.export_dir / "tiny").iterdir()) == ["1"]
-    trial = {"trial_id": outcome.best[0]}
+    trial = next(t for t in job_dir.trial_records() if t["trial_id"] == outcome.best[0])
     assert exported_already(job_dir, spec, trial, "tiny")["version"] == 1
     other = spec.model_copy(
         update={"export": spec.export.model_copy(update={"formats": ["keras"]})}
     )
     assert exported_already(job_dir, other, trial, "tiny") is None  # other settings: again
-    assert exported_already(job_dir, spec, {"trial_id": "elsewhere"}, "tiny") is None
+    assert exported_already(job_dir, spec, {**trial, "trial_id": "elsewhere"}, "tiny") is None
     assert exported_already(job_dir, spec, trial, "no_such_model") is None
+    # The same trial trained on (a paused trial continued by a later resume): a new score, or
+    # other weights in its checkpoint, make the export there stale.
+    assert (
+        exported_already(job_dir, spec, {**trial, "score": trial["score"] + 0.01}, "tiny") is None
+    )
+    checkpoint = job_dir.checkpoint_path(trial["trial_id"])
+    weights = checkpoint.read_bytes()
+    try:
+        checkpoint.write_bytes(weights + b"trained on")
+        assert exported_already(job_dir, spec, trial, "tiny") is None
+    finally:
+        checkpoint.write_bytes(weights)
+    assert exported_already(job_dir, spec, trial, "tiny")["version"] == 1
 
 
 def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
