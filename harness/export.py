@@ -119,7 +119,13 @@ def export_trial(
         model, refit = _retrain(spec, pipeline, hypermodel, hp, trial, console)
     else:
         model = hypermodel.build(hp)
-        with warnings.catch_warnings():  # the checkpoint also holds optimizer slots: not needed
+        # Built before the weights load, the optimizer takes its slots from the checkpoint too:
+        # unbuilt, it was saved so in model.keras, and plain Keras warned on every load
+        # ("Skipping variable loading for optimizer").
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not getattr(optimizer, "built", True):
+            optimizer.build(model.trainable_variables)
+        with warnings.catch_warnings():  # a phased model's slots may not match: not needed
             warnings.simplefilter("ignore")
             model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
     test = without_autotune_thread(pipeline.test_data(hp=hp))

@@ -188,6 +188,37 @@ def test_resuming_a_finished_job_keeps_its_export(finished_job):
     assert exported_already(job_dir, spec, trial, "tiny")["version"] == 1
 
 
+@pytest.mark.xdist_group("finished_job")
+def test_an_export_without_refit_loads_in_plain_keras_without_warnings(finished_job, tmp_path):
+    """Exported from its checkpoint (no refit), the model's optimizer was saved unbuilt, and
+    `keras.models.load_model` warned "Skipping variable loading for optimizer" every time."""
+    import shutil
+    import warnings
+
+    import keras
+    from rich.console import Console
+
+    from harness.export import export_trial
+    from harness.job import resume_spec
+    from harness.jobdir import JobDir
+
+    job_dir, outcome = finished_job
+    copy = JobDir(tmp_path / "job")
+    shutil.copytree(job_dir.root, copy.root)
+    spec = resume_spec(copy)
+    spec = spec.model_copy(
+        update={"export": spec.export.model_copy(update={"retrain": False, "formats": ["keras"]})}
+    )
+    trial = next(t for t in copy.trial_records() if t["trial_id"] == outcome.best[0])
+    manifest = export_trial(copy, spec, trial, "plain", 1, Console(quiet=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras.models.load_model(f"{manifest['path']}/model.keras")
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)], [
+        str(w.message) for w in caught
+    ]
+
+
 def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
     spec = validate_job(
         tiny_job(tmp_path, search_space={"name": "image_cnn", "fixed": {"conv_layers": 0}})
