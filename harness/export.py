@@ -10,7 +10,6 @@ Each version is written in a temporary folder and renamed into place, so a serve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -27,7 +26,7 @@ from harness import __version__
 from harness.errors import UserError
 from harness.job import resume_spec
 from harness.jobdir import JobDir, atomic_write_json, atomic_write_text, ranked_trials
-from pipelines.base import without_autotune_thread
+from pipelines.base import content_digest, without_autotune_thread
 
 
 def best_trials(job_dir: JobDir, top: int) -> list[dict[str, Any]]:
@@ -83,21 +82,11 @@ def exported_already(job_dir: JobDir, spec, trial: dict[str, Any], name: str) ->
         manifest.get("trial_id") == trial["trial_id"]
         and manifest.get("export") == spec.export.model_dump(mode="json")
         and (manifest.get("objective") or {}).get("value") == trial.get("score")
-        and manifest.get("checkpoint_sha256") is not None
-        and manifest.get("checkpoint_sha256") == _sha256(job_dir.checkpoint_path(trial["trial_id"]))
+        and manifest.get("checkpoint_sha256") not in (None, "missing")
+        and manifest.get("checkpoint_sha256")
+        == content_digest(job_dir.checkpoint_path(trial["trial_id"]))
     )
     return {**manifest, "path": str(model_dir / str(version))} if same else None
-
-
-def _sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 def export_trial(
@@ -141,7 +130,7 @@ def export_trial(
     try:
         manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version, serving)
         # The weights the export came from (or, refit, the trial whose length it took).
-        manifest["checkpoint_sha256"] = _sha256(job_dir.checkpoint_path(trial["trial_id"]))
+        manifest["checkpoint_sha256"] = content_digest(job_dir.checkpoint_path(trial["trial_id"]))
         served = pipeline.served_test_metrics(serving, hp)
         if served:  # what a caller of the signature gets, e.g. a forecaster's raw units
             manifest["served_test_metrics"] = served
