@@ -57,6 +57,25 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def parse_rungs(text: str, epochs: int, per_epoch: int) -> list[float]:
+    """`--rungs` as epochs; ValueError unless each falls inside the schedule, a fraction on a
+    step of its own (`harness.pruning.rung_steps`)."""
+    from harness.pruning import rung_steps
+
+    problem = (
+        f"--rungs {text}: each rung must be a number of epochs inside the {epochs} epochs, "
+        f"a fraction on a step of its own ({per_epoch} steps an epoch)"
+    )
+    try:
+        rungs = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(problem) from None
+    scorable = rung_steps([r for r in rungs if 0 < r < epochs], per_epoch)  # no inf, nan
+    if not rungs or any(r not in scorable for r in rungs):
+        raise ValueError(problem)
+    return rungs
+
+
 def summarize(runs: list[dict], points: list[float], direction: str = "max") -> dict:
     """Each rung's scores against the final ones (`direction`: the objective's, "min" for a
     loss); "restarts final - plain final" is in the metric's own units, whichever way."""
@@ -98,7 +117,7 @@ def main() -> None:
     import keras_tuner as kt
 
     from harness.job_file import load_job
-    from harness.pruning import rung_step
+    from harness.pruning import rung_steps
     from harness.space import job_space, make_hypermodel
     from pipelines import PIPELINES
 
@@ -109,20 +128,12 @@ def main() -> None:
     hypermodel = make_hypermodel(spec, meta)
     space = job_space(hypermodel, spec.search_space.fixed, None, spec.search_space.choices)
     epochs, per_epoch = spec.tuner.epochs, data.steps_per_epoch
-    rungs = [float(r) for r in args.rungs.split(",") if r]
-    outside = [
-        r for r in rungs if not 0 < r < epochs or (r != int(r) and rung_step(r, per_epoch)[1] == 0)
-    ]
-    if outside:
-        parser.error(
-            f"--rungs {args.rungs}: each rung must fall inside the {epochs} epochs, a fraction "
-            f"on a step of its own ({per_epoch} steps an epoch)"
-        )
+    try:
+        rungs = parse_rungs(args.rungs, epochs, per_epoch)
+    except ValueError as e:
+        parser.error(str(e))
     points = sorted({*rungs, *range(1, epochs + 1)})
-    steps = {}
-    for point in points:
-        epoch, step = rung_step(point, per_epoch)
-        steps[epoch * per_epoch + step] = point
+    steps = {e * per_epoch + s: point for point, (e, s) in rung_steps(points, per_epoch).items()}
     restarts = tuple(sorted(s for s, p in steps.items() if p in rungs))
     name = spec.tuner.objective.name
     results = {

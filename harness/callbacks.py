@@ -120,15 +120,14 @@ class MidEpochCheck(keras.callbacks.Callback):
         validation,
         start: tuple[int, int] = (0, 0),
     ):
-        from harness.pruning import rung_step
+        from harness.pruning import rung_steps
 
         super().__init__()
         self.recorder = recorder
         self.validation = validation
         self.points: dict[int, list[tuple[int, float]]] = {}  # epoch -> [(step, point)]
-        for point in sorted(points):
-            epoch, step = rung_step(point, steps_per_epoch)
-            if step >= 1:  # an epoch of one step has no inside
+        for point, (epoch, step) in rung_steps(points, steps_per_epoch).items():
+            if step:  # inside the epoch (a whole epoch's point is its end's)
                 self.points.setdefault(epoch, []).append((step, point))
         # A trial continued from a rung inside an epoch runs that epoch's rest as a shorter
         # epoch: its batches count from the step it took up from.

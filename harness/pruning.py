@@ -335,17 +335,26 @@ def rung_step(point: float, steps_per_epoch: int) -> tuple[int, int]:
     return epoch, min(max(1, round((point - epoch) * steps_per_epoch)), steps_per_epoch - 1)
 
 
+def rung_steps(points, steps_per_epoch: int) -> dict[float, tuple[int, int]]:
+    """(epoch, step) of each rung in `points` that can be scored (`rung_step`), in order: a
+    fraction of an epoch of one step has no inside, so that rung is left out."""
+    steps = {}
+    for point in sorted(points):
+        epoch, step = rung_step(point, steps_per_epoch)
+        if point == epoch or step >= 1:
+            steps[point] = (epoch, step)
+    return steps
+
+
 def restart_steps(spec: PruningSpec, max_epochs: int, steps_per_epoch: int) -> tuple[int, ...]:
     """With `anneal_at_rungs`: the steps (from a trial's start) where its schedule starts over,
     one at each ASHA rung, exactly where the rung validates (`rung_step`)."""
     if spec.rule != "asha" or not spec.anneal_at_rungs:
         return ()
-    steps = set()
-    for point in asha_rungs(max_epochs, spec.grace_epochs, spec.reduction_factor):
-        epoch, step = rung_step(point, steps_per_epoch)
-        if point != epoch and step == 0:
-            continue  # an epoch of one step has no inside: that rung is never scored
-        steps.add(epoch * steps_per_epoch + step)
+    rungs = rung_steps(
+        asha_rungs(max_epochs, spec.grace_epochs, spec.reduction_factor), steps_per_epoch
+    )
+    steps = {epoch * steps_per_epoch + step for epoch, step in rungs.values()}
     return tuple(sorted(s for s in steps if 0 < s < max_epochs * steps_per_epoch))
 
 

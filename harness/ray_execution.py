@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -192,7 +193,7 @@ class RayExecutor:
             self._channel.pruner, self._channel.objective, self._channel.direction
         )
         self._up = True
-        _running.add(id(self))
+        _running.add(self)
 
     def let_ray_start_first(self) -> None:
         """Waits, when the machine has too few cores for everything starting at once, until
@@ -253,7 +254,7 @@ class RayExecutor:
             ray.shutdown()
             self._started_ray = False
         self._up = False
-        _running.discard(id(self))
+        _running.discard(self)
         if self._thread is not None:
             self._closed.set()
             self._thread.join()
@@ -429,7 +430,8 @@ _RETRY = re.compile(
 # while an executor runs in this process (the harness says it), else left to Ray: on a Ray
 # session the caller started, their own tasks die too.
 _DIED = "A worker died or was killed while executing a task"
-_running: set[int] = set()  # ids of the executors started and not closed
+# The executors started and not closed (weakly: one dropped unclosed stops counting).
+_running: weakref.WeakSet[RayExecutor] = weakref.WeakSet()
 
 
 def reword_task_failures() -> None:
@@ -465,10 +467,10 @@ def reword_task_failures() -> None:
                     f"a trial's worker died ({error}); Ray runs the trial again "
                     f"({retry.group(1)} retries left)"
                 )
-        if kept:
-            original({**data, "lines": kept}, ignore_prefix)
-        for line in reworded:
-            with contextlib.suppress(OSError, ValueError):  # a closed stdout: Ray's thread lives
+        with contextlib.suppress(OSError, ValueError):  # a closed stdout: Ray's thread lives
+            if kept:
+                original({**data, "lines": kept}, ignore_prefix)
+            for line in reworded:
                 print(line, file=sys.stdout, flush=True)
 
     printer.harness_reworded = True  # type: ignore[attr-defined]

@@ -52,3 +52,16 @@ def test_a_loss_objective_ranks_the_lowest_first():
     assert summary["plain at 0.25 epochs"]["rank_of_best_plain_final"] == 2
     assert summary["plain at 1 epochs"]["rank_of_best_plain_final"] == 1
     assert summary["restarts final - plain final"]["best_of_each"] == pytest.approx([0.31, 0.30])
+
+
+@pytest.mark.parametrize("text", ["0.25,1", "1", "0.5, 2.5"])
+def test_rungs_inside_the_schedule_are_taken(text):
+    assert screen_fidelity.parse_rungs(text, 3, 100) == [float(r) for r in text.split(",")]
+
+
+@pytest.mark.parametrize("text", ["", "0", "3", "5", "-1", "inf", "nan", "abc", "0.25", "1,0.5"])
+def test_rungs_outside_the_schedule_or_between_steps_are_refused(text):
+    # 3 epochs of 1 step: a fraction has no step of its own; the last epoch is no rung.
+    per_epoch = 1 if text in ("0.25", "1,0.5") else 100
+    with pytest.raises(ValueError, match="each rung must be a number of epochs inside the 3"):
+        screen_fidelity.parse_rungs(text, 3, per_epoch)

@@ -287,6 +287,16 @@ def test_promotion_leaders_needs_a_rung_below_with_enough_trials():
     assert "paused" in asha.report("a", 1, 0.85)
 
 
+def test_rung_steps_places_each_scorable_rung_and_leaves_out_the_rest():
+    from harness.pruning import rung_steps
+
+    assert rung_steps([1, 0.25, 2.5], 100) == {0.25: (0, 25), 1: (1, 0), 2.5: (2, 50)}
+    assert list(rung_steps([1, 0.25], 100)) == [0.25, 1]  # in order
+    assert rung_steps([0.001, 0.999], 10) == {0.001: (0, 1), 0.999: (0, 9)}  # inside the epoch
+    # One step an epoch: a fraction has no step of its own; whole epochs stay.
+    assert rung_steps([0.25, 1, 1.5, 2], 1) == {1: (1, 0), 2: (2, 0)}
+
+
 def test_anneal_at_rungs_restarts_the_schedule_where_each_rung_validates():
     from harness.pruning import restart_steps
 

@@ -71,6 +71,28 @@ def test_the_raylets_own_notice_of_a_death_is_left_to_the_harness(capsys, monkey
     assert "A worker died or was killed" in capsys.readouterr().out
 
 
+def test_an_executor_dropped_unclosed_stops_holding_back_rays_notices(capsys, monkeypatch):
+    import gc
+    import weakref
+
+    from harness import ray_execution
+
+    class Executor:  # stands in: `_running` holds executors weakly
+        pass
+
+    reword_task_failures()
+    death = "A worker died or was killed while executing a task by an unexpected system error."
+    monkeypatch.setattr(ray_execution, "_running", weakref.WeakSet())
+    executor = Executor()
+    ray_execution._running.add(executor)
+    ray_worker.print_to_stdstream(notice(death), ignore_prefix=False)
+    assert capsys.readouterr().out == ""
+    del executor
+    gc.collect()
+    ray_worker.print_to_stdstream(notice(death), ignore_prefix=False)
+    assert "A worker died or was killed" in capsys.readouterr().out
+
+
 def test_other_raylet_messages_pass_unchanged(capsys):
     reword_task_failures()
     ray_worker.print_to_stdstream(notice("something else entirely"), ignore_prefix=False)
