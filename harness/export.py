@@ -29,11 +29,26 @@ from harness.jobdir import JobDir, atomic_write_json, atomic_write_text, ranked_
 from pipelines.base import content_digest, without_autotune_thread
 
 
-def best_trials(job_dir: JobDir, top: int) -> list[dict[str, Any]]:
-    """Completed trials with a checkpoint, best first by the job's objective."""
+def best_trials(job_dir: JobDir, top: int, console: Console | None = None) -> list[dict[str, Any]]:
+    """Completed trials with a checkpoint, best first by the job's objective. A scored trial
+    without one (its file deleted since) is passed over, said on `console`: what is exported
+    is then not the best trial, and the user must hear it."""
     spec = resume_spec(job_dir)
     ranked = ranked_trials(job_dir.trial_records(), spec.tuner.objective.direction)
-    return [t for t in ranked if job_dir.checkpoint_path(t["trial_id"]).exists()][:top]
+    kept = []
+    for trial in ranked:
+        if len(kept) == top:
+            break
+        path = job_dir.checkpoint_path(trial["trial_id"])
+        if path.exists():
+            kept.append(trial)
+        elif console is not None:
+            console.print(
+                f"[yellow]warning:[/] trial {trial['trial_id']} ranks above the export "
+                f"({spec.tuner.objective.name}={trial['score']:.4f}) but its checkpoint {path} "
+                "is missing: passed over"
+            )
+    return kept
 
 
 def export_trials(
@@ -43,7 +58,7 @@ def export_trials(
     `tune`/`resume`), a trial whose latest version under its name is already its export under
     the same export settings is not exported again: a resumed finished job neither refits
     nor adds a version."""
-    trials = best_trials(job_dir, top)
+    trials = best_trials(job_dir, top, console)
     if not trials:
         raise UserError(f"{job_dir.root}: no completed trial with a checkpoint to export")
     spec = resume_spec(job_dir)
@@ -114,9 +129,17 @@ def export_trial(
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and not getattr(optimizer, "built", True):
             optimizer.build(model.trainable_variables)
+        path = job_dir.checkpoint_path(trial["trial_id"])
         with warnings.catch_warnings():  # a phased model's slots may not match: not needed
             warnings.simplefilter("ignore")
-            model.load_weights(str(job_dir.checkpoint_path(trial["trial_id"])))
+            try:
+                model.load_weights(str(path))
+            except (OSError, ValueError) as e:  # h5py's "truncated file", a foreign file
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                raise UserError(
+                    f"trial {trial['trial_id']}'s checkpoint {path} cannot be read ({reason}); "
+                    "the file is damaged: restore it, or move it away to export the next trial"
+                ) from None
     test = without_autotune_thread(pipeline.test_data(hp=hp))
     test_metrics = model.evaluate(test, return_dict=True, verbose=0)
     shipped, serving = hypermodel.serving(model, pipeline, hp)

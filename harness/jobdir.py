@@ -151,6 +151,8 @@ class JobDir:
             probe.acquire(timeout=0)
         except filelock.Timeout:
             return True
+        except OSError:  # a job directory this user cannot write: probe without writing
+            return _locked_elsewhere(path)
         probe.release()
         return False
 
@@ -168,9 +170,35 @@ class JobDir:
                 f"job directory {self.root} is in use by another harness driver (pid {pid}); "
                 "wait for it to finish or stop it first"
             ) from None
+        except OSError as e:  # a directory this user cannot write
+            raise UserError(
+                f"job directory {self.root} is not writable ({e.strerror or e}); "
+                "a run, resume or export writes into it"
+            ) from None
         try:
             atomic_write_text(pid_path, str(os.getpid()))
             yield
         finally:
             pid_path.unlink(missing_ok=True)
             lock.release()
+
+
+def _locked_elsewhere(path: Path) -> bool:
+    """Whether another process holds the lock file `path`, probed through a read-only open
+    (`flock` needs no write access; filelock's own probe opens it for writing). False when it
+    cannot even be read: nothing to go on, and a driver would have been able to write it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # drops the probe's own lock with it
+    return False

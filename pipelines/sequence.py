@@ -157,11 +157,10 @@ class SequenceClassificationPipeline(Pipeline):
             num_validation=len(parts["validation"][0]),
             num_test=len(parts["test"][0]),
             fingerprint=self.config.fingerprint(),
-            # Per channel, over every training step: the model's first layer normalises.
-            extra={
-                "mean": x.mean(axis=(0, 1)).tolist(),
-                "variance": np.maximum(x.var(axis=(0, 1)), 1e-12).tolist(),
-            },
+            # Per channel, over every training step: the model's first layer normalises. A
+            # channel constant in training keeps a scale of 1 (as sklearn's StandardScaler):
+            # centred only, else any other value at test time lands ~1e6 deviations away.
+            extra={"mean": x.mean(axis=(0, 1)).tolist(), "variance": _variance(x).tolist()},
         )
 
     def _dataset(self, part: str):
@@ -201,3 +200,9 @@ class SequenceClassificationPipeline(Pipeline):
     def example_inputs(self, count: int = 1) -> list[Any]:
         """The first test sequences as nested lists (L x C numbers)."""
         return self._parts["test"][0][:count].tolist()
+
+
+def _variance(x: np.ndarray) -> np.ndarray:
+    """Each channel's variance over examples and steps; 1 for a channel constant there."""
+    variance = x.var(axis=(0, 1), dtype=np.float64)
+    return np.where(variance > 0, variance, 1.0)

@@ -572,3 +572,34 @@ def test_full_disk_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
     tf_style = RuntimeError("/job/trials/3/ckpt.tmp; No space left on device [Op:SaveV2]")
     assert "(/job/trials/3/ckpt.tmp; No space" in cli.disk_full_line(tf_style)
     assert cli.disk_full_line(ValueError("something else")) is None
+
+
+def test_a_job_directory_this_user_cannot_write(tmp_path, monkeypatch):
+    """A probe's read-only copy of a job (another user's results, a read-only mount): `status`
+    died in a traceback opening the lock for writing; a run or export must say it in a line."""
+    import filelock
+
+    from harness.errors import UserError
+    from harness.jobdir import JobDir, _locked_elsewhere
+
+    job_dir = JobDir(tmp_path / "job")
+    with job_dir.lock():
+        pass
+    lock_path = job_dir.root / "driver.lock"
+    holder = filelock.FileLock(str(lock_path))  # a driver elsewhere, probed read-only
+    holder.acquire(timeout=0)
+    try:
+        assert _locked_elsewhere(lock_path)
+    finally:
+        holder.release()
+    assert not _locked_elsewhere(lock_path)
+    assert not _locked_elsewhere(tmp_path / "no_such.lock")
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(1, "Operation not permitted", str(lock_path))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", read_only)
+    assert job_dir.driver_alive() is False
+    with pytest.raises(UserError, match=r"job directory .* is not writable \(Operation not"):
+        with job_dir.lock():
+            pass

@@ -219,6 +219,40 @@ def test_an_export_without_refit_loads_in_plain_keras_without_warnings(finished_
     ]
 
 
+@pytest.mark.xdist_group("finished_job")
+def test_a_damaged_checkpoint_is_one_line_and_a_missing_one_is_said(finished_job, tmp_path):
+    """A probe's truncated checkpoint gave h5py's traceback from `harness export`; a deleted
+    one silently exported the next trial as if it were the best."""
+    import shutil
+
+    from rich.console import Console
+
+    from harness.export import best_trials, export_trial
+    from harness.job import resume_spec
+    from harness.jobdir import JobDir
+
+    job_dir, outcome = finished_job
+    copy = JobDir(tmp_path / "job")
+    shutil.copytree(job_dir.root, copy.root)
+    spec = resume_spec(copy)
+    spec = spec.model_copy(update={"export": spec.export.model_copy(update={"retrain": False})})
+    trial = next(t for t in copy.trial_records() if t["trial_id"] == outcome.best[0])
+    checkpoint = copy.checkpoint_path(trial["trial_id"])
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(UserError, match=r"checkpoint .* cannot be read \(.*truncated"):
+        export_trial(copy, spec, trial, "damaged", 1, Console(quiet=True))
+
+    # A better trial whose checkpoint is gone: passed over, and the user is told.
+    better = {**trial, "trial_id": "lost", "score": trial["score"] + 0.5}
+    records = [better, *copy.trial_records()]
+    copy.trial_records = lambda: records
+    console = Console(record=True, width=300)
+    assert [t["trial_id"] for t in best_trials(copy, 1, console)] == [trial["trial_id"]]
+    said = console.export_text()
+    assert "warning: trial lost ranks above the export" in said and "is missing" in said
+    assert [t["trial_id"] for t in best_trials(copy, 1)] == [trial["trial_id"]]
+
+
 def test_pinned_value_outside_the_space_is_refused(tmp_path, data_dir):
     spec = validate_job(
         tiny_job(tmp_path, search_space={"name": "image_cnn", "fixed": {"conv_layers": 0}})

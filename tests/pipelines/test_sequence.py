@@ -53,6 +53,18 @@ def test_channels_and_class_names_are_kept(tmp_path):
     assert len(meta.extra["mean"]) == 3 and len(meta.extra["variance"]) == 3
 
 
+def test_a_channel_constant_in_training_is_centred_not_blown_up(tmp_path):
+    """A feature that never varies in training (all zero, as 9 of sklearn's 64 digit pixels)
+    keeps a scale of 1: with its variance as the floor, the model saw a test value 1 away as
+    ~1e6 deviations out (a probe's test loss was 119,838)."""
+    x = np.random.default_rng(1).normal(0, 1, (200, 4, 3)).astype(np.float32)
+    x[..., 2] = 0.0
+    p = pipeline(write(tmp_path / "s.npz", shape=(4, 3), x_train=x))
+    meta = p.describe()
+    assert meta.extra["variance"][2] == 1.0 and meta.extra["mean"][2] == 0.0
+    assert 0.5 < meta.extra["variance"][0] < 1.5  # the others keep their own
+
+
 @pytest.mark.parametrize(
     ("replace", "message"),
     [
