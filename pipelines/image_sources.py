@@ -61,9 +61,12 @@ class TfdsImages:
         return tfds_source.load(self.name, f"{split}[{start}:{stop}]", self.data_dir)
 
 
-def check_labels(path: Path, name: str, labels: np.ndarray, num_classes: int | None) -> None:
+def check_labels(
+    path: Path, name: str, labels: np.ndarray, num_classes: int | None, counted_by: str = ""
+) -> None:
     """Integer class ids in [0, num_classes) (>= 0 when None), one per example; names the
-    first bad one."""
+    first bad one, and what `num_classes` came from (`counted_by`, e.g. "class_names"), which
+    may be the array that is wrong."""
     if labels.dtype.kind not in "iu":
         raise UserError(f"{path}: {name} must hold integer class ids, got {labels.dtype}")
     if not len(labels):
@@ -77,7 +80,8 @@ def check_labels(path: Path, name: str, labels: np.ndarray, num_classes: int | N
         raise UserError(
             f"{path}: {name}[{bad[0]}] = {flat[bad[0], 0]} is not a class id "
             f"{'>= 0' if num_classes is None else f'0..{num_classes - 1}'} "
-            f"({len(bad)} such labels)"
+            f"({len(bad)} such labels"
+            f"{f'; {counted_by} names {num_classes} classes' if counted_by else ''})"
         )
 
 
@@ -105,11 +109,14 @@ def _check_pixels(path: Path, name: str, x: np.ndarray) -> None:
         return
     if x.dtype.kind not in "iuf":
         raise UserError(f"{path}: {name} must hold pixel values, got {x.dtype}")
-    low, high = x.min(), x.max()
-    if low < 0 or high > 255 or (x.dtype.kind == "f" and not np.all(np.mod(x, 1) == 0)):
+    with np.errstate(invalid="ignore"):  # NaN compares False: caught as not whole
+        bad = ~((x >= 0) & (x <= 255) & (np.mod(x, 1) == 0))
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = ", ".join(map(str, first))
         raise UserError(
-            f"{path}: {name} must hold raw pixels 0..255 (uint8), got {x.dtype} values in "
-            f"[{low:g}, {high:g}]; the pipeline rescales itself"
+            f"{path}: {name} must hold raw pixels 0..255 (uint8), got {x.dtype} values such "
+            f"as {name}[{where}] = {x[first]:g}; the pipeline rescales itself"
         )
 
 
@@ -162,7 +169,8 @@ class ArrayImages:
             x, y = self._load()[f"x_{split}"], self._load()[f"y_{split}"]
             if x.ndim not in (3, 4) or len(x) != len(y) or not len(x):
                 raise UserError(f"{self.path}: x_{split} must be (N, H, W[, C]) with N labels")
-            check_labels(self.path, f"y_{split}", y, None if names is None else len(names))
+            count = None if names is None else len(names)
+            check_labels(self.path, f"y_{split}", y, count, "class_names")
             _check_pixels(self.path, f"x_{split}", x)
         check_classes(self.path, self._load()["y_train"], self._load()["y_test"])
 

@@ -95,7 +95,7 @@ def load_sequence_arrays(path: Path) -> dict[str, np.ndarray]:
     names = arrays.get("class_names")
     num_classes = None if names is None else len(names)
     for split in ("train", "test"):
-        check_labels(path, f"y_{split}", arrays[f"y_{split}"], num_classes)
+        check_labels(path, f"y_{split}", arrays[f"y_{split}"], num_classes, "class_names")
     check_classes(path, arrays["y_train"], arrays["y_test"])
     return arrays
 

@@ -70,7 +70,7 @@ def test_arrays_source_names_its_classes_when_the_npz_does(npz, tmp_path):
     p.check_available()
     assert p.describe().class_names == names
     np.savez(named, **arrays, class_names=np.array(names[:top]))  # a label without a name
-    with pytest.raises(UserError, match="y_train"):
+    with pytest.raises(UserError, match=rf"y_train.*labels; class_names names {top} classes\)"):
         pipeline(arrays=str(named), batch_size=16).check_available()
     np.savez(named, **{**arrays, "y_train": np.zeros_like(arrays["y_train"])})
     with pytest.raises(UserError, match="y_train has 1 class \\(0\\); need at least 2"):
@@ -151,18 +151,29 @@ def test_corrupt_image_is_named(folder, image_size):
         pipeline(folder=str(folder), image_size=image_size).check_available()
 
 
+def nan_at(index):
+    def put(x):
+        x = x.astype(np.float32)
+        x[index] = np.nan
+        return x
+
+    return put
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
         (
             dict(x_train=lambda x: x / 255.0),
-            r"x_train must hold raw pixels 0..255 .*float64 values in \[0, 0.9",
+            r"x_train must hold raw pixels 0..255 .*float64 values such as "
+            r"x_train\[\d+, \d+, \d+\] = 0\.\d+",
         ),
+        (dict(x_train=nan_at((3, 1, 2))), r"x_train\[3, 1, 2\] = nan; the pipeline rescales"),
         (dict(x_test=lambda x: x.astype(np.int16) - 5), r"x_test must hold raw pixels .*int16"),
         (dict(y_train=lambda y: y - 1), r"y_train\[\d+\] = -1 is not a class id >= 0"),
         (dict(y_test=lambda y: y + 0.5), "y_test must hold integer class ids, got float64"),
     ],
-    ids=["scaled-floats", "negative-pixels", "negative-label", "float-labels"],
+    ids=["scaled-floats", "nan-pixel", "negative-pixels", "negative-label", "float-labels"],
 )
 def test_bad_arrays_are_named_before_training(npz, change, message):
     with np.load(npz) as raw:
