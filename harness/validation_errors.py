@@ -28,7 +28,10 @@ def format_validation_error(
             lines.append(f"{source}: {key}: required key is missing")
         else:
             msg = re.sub(r"^Value error, ", "", e["msg"])
-            lines.append(f"{source}: {key}: {msg} (got {e.get('input')!r})")
+            got = e.get("input")
+            # A whole section's check (its message names the key) would print the section.
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{source}: {key}: {msg}{shown}")
     return "\n".join(lines)
 
 
