@@ -98,7 +98,7 @@ def exported_already(job_dir: JobDir, spec, trial: dict[str, Any], name: str) ->
         and manifest.get("export") == spec.export.model_dump(mode="json")
         and (manifest.get("objective") or {}).get("value") == trial.get("score")
         and manifest.get("checkpoint_sha256") not in (None, "missing")
-        and manifest.get("checkpoint_sha256")
+        and manifest["checkpoint_sha256"]
         == content_digest(job_dir.checkpoint_path(trial["trial_id"]))
     )
     return {**manifest, "path": str(model_dir / str(version))} if same else None
@@ -118,6 +118,7 @@ def export_trial(
     meta = pipeline.describe(hp)
     keras.backend.clear_session()
     hypermodel = make_hypermodel(spec, meta)
+    checkpoint = job_dir.checkpoint_path(trial["trial_id"])
     refit = None
     if spec.export.retrain:
         model, refit = _retrain(spec, pipeline, hypermodel, hp, trial, console)
@@ -129,16 +130,16 @@ def export_trial(
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and not getattr(optimizer, "built", True):
             optimizer.build(model.trainable_variables)
-        path = job_dir.checkpoint_path(trial["trial_id"])
         with warnings.catch_warnings():  # a phased model's slots may not match: not needed
             warnings.simplefilter("ignore")
             try:
-                model.load_weights(str(path))
+                model.load_weights(str(checkpoint))
             except (OSError, ValueError) as e:  # h5py's "truncated file", a foreign file
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
                 raise UserError(
-                    f"trial {trial['trial_id']}'s checkpoint {path} cannot be read ({reason}); "
-                    "the file is damaged: restore it, or move it away to export the next trial"
+                    f"trial {trial['trial_id']}'s checkpoint {checkpoint} cannot be read "
+                    f"({reason}); the file is damaged: restore it, or move it away to export the "
+                    "next trial"
                 ) from None
     test = without_autotune_thread(pipeline.test_data(hp=hp))
     test_metrics = model.evaluate(test, return_dict=True, verbose=0)
@@ -153,7 +154,7 @@ def export_trial(
     try:
         manifest = _manifest(spec, trial, meta, test_metrics, rank, name, version, serving)
         # The weights the export came from (or, refit, the trial whose length it took).
-        manifest["checkpoint_sha256"] = content_digest(job_dir.checkpoint_path(trial["trial_id"]))
+        manifest["checkpoint_sha256"] = content_digest(checkpoint)
         served = pipeline.served_test_metrics(serving, hp)
         if served:  # what a caller of the signature gets, e.g. a forecaster's raw units
             manifest["served_test_metrics"] = served

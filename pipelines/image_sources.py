@@ -109,15 +109,18 @@ def _check_pixels(path: Path, name: str, x: np.ndarray) -> None:
         return
     if x.dtype.kind not in "iuf":
         raise UserError(f"{path}: {name} must hold pixel values, got {x.dtype}")
-    with np.errstate(invalid="ignore"):  # NaN compares False: caught as not whole
+    with np.errstate(invalid="ignore"):  # NaN and inf: not whole, so refused
+        whole = x.dtype.kind != "f" or np.all(np.mod(x, 1) == 0)
+        if whole and x.min() >= 0 and x.max() <= 255:
+            return
+        # Refused: only now the mask that finds the first bad value (NaN compares False).
         bad = ~((x >= 0) & (x <= 255) & (np.mod(x, 1) == 0))
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        where = ", ".join(map(str, first))
-        raise UserError(
-            f"{path}: {name} must hold raw pixels 0..255 (uint8), got {x.dtype} values such "
-            f"as {name}[{where}] = {x[first]:g}; the pipeline rescales itself"
-        )
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = ", ".join(map(str, first))
+    raise UserError(
+        f"{path}: {name} must hold raw pixels 0..255 (uint8), got {x.dtype} values such "
+        f"as {name}[{where}] = {x[first]:g}; the pipeline rescales itself"
+    )
 
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
