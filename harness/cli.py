@@ -94,22 +94,46 @@ def _run(spec, address: str | None, overwrite: bool = False):
         executor.close()
 
 
+def _unprepared_dataset(spec):
+    """(name, data dir) of the job's TFDS dataset when it was surely never prepared there (a
+    look at the files, without importing TFDS), else None."""
+    name = getattr(spec.data, "dataset", None)
+    if not name:
+        return None
+    from pipelines import tfds_source
+
+    data_dir = tfds_source.resolve_data_dir(getattr(spec.data, "data_dir", None))
+    return (name, data_dir) if tfds_source.surely_missing(name, data_dir) else None
+
+
 def _refuse_missing_offline_data(spec) -> None:
     """A TFDS dataset that was never imported and that the job may not download, or cannot
     (its download host is unreachable): refused before Ray starts, in the second it takes to
     look, instead of after Ray's start and stop (about 20 s on 2 slow cores). Anything subtler
     is left to the pipeline's own check."""
-    name = getattr(spec.data, "dataset", None)
-    if not name:
+    unprepared = _unprepared_dataset(spec)
+    if not unprepared:
         return
     from pipelines import tfds_source
 
-    data_dir = tfds_source.resolve_data_dir(getattr(spec.data, "data_dir", None))
-    if not tfds_source.surely_missing(name, data_dir):
-        return
     if not getattr(spec.data, "download", True):
-        raise UserError(tfds_source.missing_message(name, data_dir))
-    tfds_source.refuse_unreachable_download(tfds_source.builder(name, data_dir), name, data_dir)
+        raise UserError(tfds_source.missing_message(*unprepared))
+    tfds_source.refuse_unreachable_download(tfds_source.builder(*unprepared), *unprepared)
+
+
+def _absent_data(spec) -> str | None:
+    """Why the job's data is surely not on this machine: a file or folder it names is not
+    there, or a TFDS dataset it may not download was never prepared (a look at the files, no
+    read, no network). None when it may be there: the pipeline's own check says the rest."""
+    missing = spec.data.missing_sources()
+    if missing:
+        return f"data: {missing[0]}: no such file or folder"
+    unprepared = _unprepared_dataset(spec)
+    if unprepared and not getattr(spec.data, "download", True):
+        from pipelines import tfds_source
+
+        return tfds_source.missing_message(*unprepared)
+    return None
 
 
 @app.command()
@@ -132,7 +156,10 @@ def validate(
 
     spec = load_job(job_file, set_ or [], smoke=smoke)
     skipped = None
-    if space and (spec.search_space.fixed or spec.search_space.choices):
+    absent = _absent_data(spec)
+    if absent and (spec.search_space.fixed or spec.search_space.choices):
+        skipped = "search_space.fixed/choices not checked against the space: no data here"
+    elif space and (spec.search_space.fixed or spec.search_space.choices):
         from harness.space import check_job_space
 
         try:  # before the resolved job is printed: a refusal is its one line alone
@@ -140,6 +167,8 @@ def validate(
         except UserError as e:
             raise UserError(f"{job_file}: {e}") from None
     console.print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if absent:  # the job may be meant for a machine that has its data: a note, not a refusal
+        console.print(f"[yellow]note[/]: {absent}; tune refuses it here", soft_wrap=True)
     if skipped:
         console.print(f"[yellow]note[/]: {skipped}", soft_wrap=True)
     console.print(f"[green]ok[/]: {job_file} is a valid job (job dir {spec.job_dir()})")
@@ -165,7 +194,7 @@ def status(
     if format_ not in ("table", "csv", "json"):
         raise UserError(f"--format: {format_!r} is not one of table, csv, json")
     jd = JobDir(job_dir)
-    jd.check_format()
+    jd.check_existing()
     rows = trial_rows(jd)
     if format_ == "csv":
         sys.stdout.write(rows_as_csv(rows))
@@ -195,7 +224,7 @@ def plot(
     from harness.plots import plot_search
 
     jd = JobDir(job_dir)
-    jd.check_format()
+    jd.check_existing()
     jd.read_spec()  # a clear error when this is not a job directory
     console.print(f"wrote {plot_search(jd, out)}", highlight=False, soft_wrap=True)
 
@@ -211,7 +240,7 @@ def export(
 
     _require_tensorflow()
     jd = JobDir(job_dir)
-    jd.check_format()
+    jd.check_existing()
     with jd.lock():  # one writer at a time: a running job or another export is refused
         check_data_unchanged(jd)
         export_trials(jd, top, console)

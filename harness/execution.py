@@ -60,6 +60,10 @@ class FakeExecutor:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drops the trials still running (`tune` closes its executor on return)."""
         self.running.clear()
 
     def wait_started(self) -> None:

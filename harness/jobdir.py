@@ -103,12 +103,20 @@ class JobDir:
     def check_format(self) -> None:
         """Refuses a job directory of another layout version (a directory from before
         versions were written counts as version 1)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"{self.root} is a file, not a job directory")
         version = (read_json(self.format_path) or {}).get("version", FORMAT_VERSION)
         if version != FORMAT_VERSION:
             raise UserError(
                 f"{self.root} is a job directory of format version {version}; this harness "
                 f"reads version {FORMAT_VERSION} (use the harness that wrote it, or start over)"
             )
+
+    def check_existing(self) -> None:
+        """For the commands that read a job: refuses nothing at all, then as `check_format`."""
+        if not self.root.exists():
+            raise UserError(f"{self.root}: no such job directory")
+        self.check_format()
 
     def write_format(self) -> None:
         atomic_write_json(self.format_path, {"version": FORMAT_VERSION})
@@ -124,6 +132,7 @@ class JobDir:
         return removed
 
     def read_spec(self) -> dict[str, Any]:
+        self.check_existing()
         spec = read_json(self.spec_path)
         if spec is None:
             raise UserError(f"{self.root} is not a job directory (no job.json)")

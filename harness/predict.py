@@ -131,7 +131,9 @@ def _last_window(path: Path, columns: list[str], window: int):
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            # Names stripped as training reads them: `time, temp` names the column "temp".
+            reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+            missing = [c for c in columns if c not in reader.fieldnames]
             if missing:
                 raise UserError(f"{path}: missing column(s) {', '.join(missing)} the model reads")
             for row in reader:
@@ -189,7 +191,9 @@ def _text_lines(path: Path) -> list[str]:
         raise UserError(
             f"{path}: not UTF-8 text (byte {e.start}, line {line}); save it as UTF-8"
         ) from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    # Lines end at "\n" only, as in the file's own count (str.splitlines also breaks at
+    # U+2028, \x85 and \x0c, which reviews can hold).
+    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
     if not lines:
         raise UserError(f"{path}: no text in it (a .txt file holds one text per line)")
     return lines
@@ -277,10 +281,11 @@ def _image(tf, path: Path, shape: list[int]):
         raise UserError(f"{path}: no such file")
     if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{path}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    try:
-        image = tf.io.decode_image(
-            tf.io.read_file(str(path)), channels=shape[-1], expand_animations=False
-        )
+    from pipelines.image_sources import to_channels
+
+    try:  # decoded as stored, then converted, as in training (a GIF decodes only to RGB)
+        stored = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+        image = to_channels(tf, stored, shape[-1])
     except tf.errors.InvalidArgumentError:
         raise UserError(f"{path}: not a readable image") from None
     if list(image.shape[:2]) != shape[:2]:

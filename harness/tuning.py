@@ -31,6 +31,7 @@ from harness.space import make_hypermodel, populate_space
 from harness.strategy import keep_driver_off_gpus
 from harness.summaries import write_examples_once
 from pipelines import PIPELINES
+from pipelines.base import subset_notes
 from pipelines.image_sources import SPLIT_METHOD
 from pipelines.tfds_source import resolve_data_dir
 
@@ -114,6 +115,8 @@ def _tune_locked(
             f"{meta.num_train} train / {meta.num_validation} validation / {meta.num_test} test",
             soft_wrap=True,  # long file paths: one line in a log, not folded
         )
+        for note in subset_notes(spec.data, meta):
+            console.print(f"[yellow]note[/]: {note}", soft_wrap=True)
         oracle = make_oracle(spec.tuner, job_dir)
         keep_driver_off_gpus()
         hypermodel = make_hypermodel(spec, meta)

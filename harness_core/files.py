@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness_core.errors import UserError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -76,7 +78,14 @@ def _finite(obj: Any) -> Any:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The file's JSON; `default` when it is not there. A file that is there but not JSON (the
+    writers here are atomic: edited by hand, or damaged) is a UserError naming it."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return default
+    except json.JSONDecodeError as e:
+        where = f"{e.msg}: line {e.lineno} column {e.colno}"
+        raise UserError(f"{path}: damaged, not JSON ({where})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: damaged, not JSON (not UTF-8 text)") from None

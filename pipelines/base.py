@@ -63,6 +63,13 @@ class PipelineConfig(NumbersNotBooleans):
             _strings(options.get(key), paths)
         return {path: content_digest(Path(path).expanduser()) for path in paths}
 
+    def missing_sources(self) -> list[str]:
+        """The files and folders the options name that are not there (a look, no read)."""
+        paths: list[str] = []
+        for key in SOURCE_KEYS:
+            _strings(self.model_dump().get(key), paths)
+        return [p for p in paths if not Path(p).expanduser().exists()]
+
     def fingerprint(self) -> str:
         """Hash of every option that changes the produced data."""
         options = self.model_dump(exclude={"data_dir", "download"})
@@ -130,6 +137,23 @@ class DataMeta:
     # Scores of a trivial model on the test split, by baseline and metric (a language model's
     # {"unigram": {"bits_per_char": 4.4}}): what exported test metrics are read against.
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def subset_notes(config: PipelineConfig, meta: DataMeta) -> list[str]:
+    """A line for each of `train_examples` (train + validation) and `test_examples` that the
+    job set above what the data holds: the subset is then all of it, which the job may not
+    expect. A default (a generator's count, "all if more" for its files) says nothing, also
+    when a resumed job's job.json spells it out."""
+    notes = []
+    fields = type(config).model_fields
+    for name, held in (
+        ("train_examples", meta.num_train + meta.num_validation),
+        ("test_examples", meta.num_test),
+    ):
+        asked = getattr(config, name, None)
+        if name in fields and asked != fields[name].default and asked and asked > held:
+            notes.append(f"data.{name}={asked} is more than the data holds; all {held} are used")
+    return notes
 
 
 @dataclass

@@ -96,6 +96,10 @@ class CharLMPipeline(Pipeline):
                     texts.append(path.read_text(encoding="utf-8"))
                 except FileNotFoundError:
                     raise UserError(f"data.files: {path}: no such file") from None
+                except IsADirectoryError:
+                    raise UserError(f"data.files: {path} is a folder; list its files") from None
+                except OSError as e:  # unreadable (permissions), an I/O error
+                    raise UserError(f"data.files: {path}: {e.strerror or e}") from None
                 except UnicodeDecodeError as e:
                     raise UserError(f"data.files: {path}: not UTF-8 text ({e.reason})") from None
             corpus = "\n".join(texts)

@@ -85,7 +85,7 @@ class ImageClassificationPipeline(Pipeline):
         from pathlib import Path
 
         if c.arrays:
-            return ArrayImages(Path(c.arrays).expanduser())
+            return ArrayImages(Path(c.arrays).expanduser(), c.image_size)
         return FolderImages(Path(c.folder).expanduser(), c.image_size, c.channels)
 
     @functools.cached_property

@@ -85,6 +85,20 @@ def check_labels(
         )
 
 
+def id_names(where: str, ids: np.ndarray) -> list[str]:
+    """Class names "0".."top" for integer class ids given without names. Ids that leave most
+    of 0..top unused (zip codes, a database's keys) are refused: the model would have one
+    class per integer up to the largest (90,211 outputs for ids 0 and 90210)."""
+    distinct = np.unique(ids)
+    top = int(distinct[-1])
+    if top + 1 > max(2 * len(distinct), len(distinct) + 10):
+        raise UserError(
+            f"{where} hold {len(distinct)} distinct class ids up to {top}: a model would have "
+            f"{top + 1} classes; renumber them 0..{len(distinct) - 1} or give class names"
+        )
+    return [str(i) for i in range(top + 1)]
+
+
 def check_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> None:
     """Training labels of one class only (a one-unit softmax learns nothing and scores 0), or
     test labels of a class the training labels lack (no model can learn it: its test score
@@ -153,8 +167,8 @@ class ArrayImages:
 
     contiguous = False
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, image_size: tuple[int, int] | None = None):
+        self.path, self.image_size = path, image_size  # image_size: both splits are resized
         self._arrays: dict[str, np.ndarray] | None = None
 
     def _load(self) -> dict[str, np.ndarray]:
@@ -175,7 +189,23 @@ class ArrayImages:
             count = None if names is None else len(names)
             check_labels(self.path, f"y_{split}", y, count, "class_names")
             _check_pixels(self.path, f"x_{split}", x)
+        self._check_same_shape()
         check_classes(self.path, self._load()["y_train"], self._load()["y_test"])
+
+    def _check_same_shape(self) -> None:
+        """The test images must be what the model takes: the same size as the training ones
+        (unless `data.image_size` resizes both) and the same channels."""
+        shapes = {}
+        for split in ("train", "test"):
+            x = self._load()[f"x_{split}"]
+            shapes[split] = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
+        train, test = shapes["train"], shapes["test"]
+        if train[-1] != test[-1] or (self.image_size is None and train != test):
+            hint = "" if train[-1] != test[-1] else " (data.image_size would resize both)"
+            raise UserError(
+                f"{self.path}: x_test images are {'x'.join(map(str, test))} but x_train images "
+                f"are {'x'.join(map(str, train))}{hint}"
+            )
 
     def info(self) -> dict[str, Any]:
         arrays = self._load()
@@ -183,8 +213,8 @@ class ArrayImages:
         shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
         names = arrays.get("class_names")
         if names is None:
-            top = int(max(arrays["y_train"].max(), arrays["y_test"].max()))
-            names = [str(i) for i in range(top + 1)]
+            ids = np.concatenate([arrays["y_train"].reshape(-1), arrays["y_test"].reshape(-1)])
+            names = id_names(f"{self.path}: y_train and y_test", ids)
         stat = self.path.stat()
         return {
             "shape": tuple(int(s) for s in shape),
@@ -230,10 +260,10 @@ class FolderImages:
         base = self.root / split
         if not base.is_dir():
             raise UserError(f"data.folder: {base} is missing (need train/ and test/ folders)")
-        classes = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        classes = _class_folders(self.root / "train")
         # Train's folders are the classes; a test class it lacks would have no label. One
         # train has and test lacks is only not tested.
-        unknown = sorted({p.name for p in base.iterdir() if p.is_dir()} - set(classes))
+        unknown = sorted(set(_class_folders(base)) - set(classes))
         if unknown:
             raise UserError(
                 f"data.folder: {base} has class folder(s) {', '.join(unknown)} missing from "
@@ -254,6 +284,19 @@ class FolderImages:
         "Graph execution error"; without `image_size` all must have one size."""
         import tensorflow as tf
 
+        _, labels, classes = self._files("train")
+        if len(classes) < 2:
+            raise UserError(
+                f"data.folder: {self.root / 'train'} has 1 class folder ({classes[0]}); "
+                "need at least 2"
+            )
+        counts = np.bincount(labels, minlength=len(classes))
+        empty = [c for c, n in zip(classes, counts, strict=True) if not n]
+        if empty:
+            raise UserError(
+                f"data.folder: {self.root / 'train' / empty[0]} has no images: a class needs "
+                f"training examples ({len(empty)} such folder{'s' * (len(empty) > 1)})"
+            )
         first = None
         for split in ("train", "test"):
             for path in self._files(split)[0]:
@@ -303,6 +346,11 @@ class FolderImages:
             return image, label
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _class_folders(base: Path) -> list[str]:
+    """The class folders under `base`, sorted; hidden ones (`.ipynb_checkpoints`) are not."""
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _decode(tf, data, channels: int, path: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -178,14 +179,14 @@ def _read_pairs(path: Path, input_field: str, target_field: str) -> list[tuple[s
         raise UserError(f"data.files: {path}: not UTF-8 text ({e.reason})") from None
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):  # not splitlines (U+2028 too)
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise UserError(f"{path}: line {number} is not JSON ({e.msg})") from None
     else:
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))  # quoted newlines kept
     pairs = []
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict) or input_field not in row or target_field not in row:

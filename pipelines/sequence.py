@@ -32,7 +32,7 @@ from pipelines.base import (
     TrainData,
     for_training,
 )
-from pipelines.image_sources import check_classes, check_labels, split_train
+from pipelines.image_sources import check_classes, check_labels, id_names, split_train
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -146,8 +146,8 @@ class SequenceClassificationPipeline(Pipeline):
         x = parts["train"][0]
         names = self.arrays.get("class_names")
         if names is None:
-            top = max(int(self.arrays["y_train"].max()), int(self.arrays["y_test"].max()))
-            names = [str(i) for i in range(top + 1)]
+            ids = [self.arrays[f"y_{s}"].reshape(-1) for s in ("train", "test")]
+            names = id_names(f"{self.path}: y_train and y_test", np.concatenate(ids))
         return DataMeta(
             task=self.task,
             input_shape=tuple(int(s) for s in x.shape[1:]),

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness_core.errors import UserError
 from pipelines import tfds_source
-from pipelines.image_sources import split_train
+from pipelines.image_sources import id_names, split_train
 from pipelines.text_files import Rows, read_rows
 
 if TYPE_CHECKING:
@@ -122,8 +122,9 @@ class FileTexts:
         """Class names, and whether labels are int class ids (else names, sorted)."""
         train, test = self._rows
         if all(_is_int_label(x) for x in train.labels + test.labels):
-            top = max(int(x) for x in train.labels + test.labels)
-            return [str(i) for i in range(top + 1)], True
+            ids = np.array([int(x) for x in train.labels + test.labels])
+            where = f"{train.path} and {test.path}: the {self.config.label_field!r} fields"
+            return id_names(where, ids), True
         return sorted({str(x) for x in train.labels}), False
 
     @functools.cached_property
@@ -134,7 +135,15 @@ class FileTexts:
             raise UserError(
                 f"{train.path}: field {self.config.label_field!r} has 1 class; need at least 2"
             )
-        return _label_ids(train, names, as_int), _label_ids(test, names, as_int)
+        train_ids, test_ids = _label_ids(train, names, as_int), _label_ids(test, names, as_int)
+        unseen = np.flatnonzero(~np.isin(test_ids, train_ids))
+        if len(unseen):  # (names are the train file's own when labels are not ids)
+            first, rows = unseen[0], f"{len(unseen)} such row{'s' * (len(unseen) > 1)}"
+            raise UserError(
+                f"{test.path}: line {test.lines[first]}: label {test.labels[first]!r} is a "
+                f"class the train file lacks ({rows}); every test class needs training examples"
+            )
+        return train_ids, test_ids
 
     def class_names(self) -> list[str]:
         _ = self._ids  # validates every label before a model is sized from the names

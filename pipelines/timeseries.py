@@ -143,6 +143,11 @@ def _read_csv(path: str) -> tuple[list[str], list[list[str]], list[int]]:
 def _check_shape(path: str, header: list[str], numbered: list[tuple[list[str], int]]) -> None:
     if not header:
         raise UserError(f"data.path {path!r}: the file is empty; it needs a header row")
+    if "" in header:
+        raise UserError(
+            f"data.path {path!r}: column {header.index('') + 1} of the header has no name "
+            "(a pandas index? write the file with index=False, or name the column)"
+        )
     repeated = sorted({n for n in header if header.count(n) > 1})
     if repeated:
         raise UserError(f"data.path {path!r}: the header names column {repeated[0]!r} twice")
@@ -249,12 +254,21 @@ def _check_time_order(path: str, name: str, cells: tuple[str, ...], lines: list[
                 f"data.path {path!r}: time column {name!r} has {cell[:40]!r} at line {line}; "
                 "expected numbers or ISO 8601 times"
             ) from None
+        if previous is not None and _zoned(key) != _zoned(previous):
+            raise UserError(
+                f"data.path {path!r}: time column {name!r} mixes times with and without a UTC "
+                f"offset ({cell[:40]!r} at line {line} after {previous_cell[:40]!r})"
+            )
         if previous is not None and not key > previous:
             raise UserError(
                 f"data.path {path!r}: time column {name!r} is not increasing at line {line} "
                 f"({cell[:40]!r} after {previous_cell[:40]!r}); sort the file by time"
             )
         previous, previous_cell = key, cell
+
+
+def _zoned(key: float | datetime) -> bool:
+    return isinstance(key, datetime) and key.tzinfo is not None
 
 
 def split_bounds(rows: int, validation_fraction: float, test_fraction: float) -> dict:

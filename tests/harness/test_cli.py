@@ -477,6 +477,76 @@ def test_validate_checks_pinned_values_against_the_space(tmp_path, data_dir, spa
     assert result.output == ""  # not the resolved job first, then the refusal
 
 
+def test_validate_notes_data_that_is_not_here_and_passes(tmp_path):
+    """A job may be validated on a machine without its data (meant for a cluster that has
+    it): a note says what is missing, from a look at the files (no TensorFlow), and exit 0."""
+    from typer.testing import CliRunner
+
+    missing = tmp_path / "nope.npz"
+    cases = {
+        "arrays": ({"pipeline": "image_classification", "arrays": str(missing)}, {"fixed": {}}),
+        "pinned": (
+            {"pipeline": "image_classification", "arrays": str(missing)},
+            {"fixed": {"conv_layers": 9}},  # outside, but not checkable without the data
+        ),
+        "tfds": ({"data_dir": str(tmp_path / "empty")}, {"fixed": {}}),
+    }
+    for case, (data, space) in cases.items():
+        job = tiny_job(tmp_path, data=data, search_space={"name": "image_cnn", **space})
+        if case != "tfds":
+            job["data"] = data
+        path = tmp_path / f"{case}.yaml"
+        path.write_text(yaml.safe_dump(job))
+        result = CliRunner().invoke(cli.app, ["validate", str(path)], terminal_width=400)
+        assert result.exit_code == 0, (case, result.output)
+        notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
+        if case == "tfds":
+            assert notes == [
+                f"note: dataset 'fashion_mnist' is not prepared in the data directory "
+                f"{tmp_path / 'empty'}; import a local copy with: harness data import "
+                f"fashion_mnist PATH/TO/fashion_mnist.npz --data-dir {tmp_path / 'empty'}; "
+                "tune refuses it here"
+            ], case
+            continue
+        first = f"note: data: {missing}: no such file or folder; tune refuses it here"
+        assert notes[0] == first, (case, notes)
+        if case == "pinned":
+            assert notes[1:] == [
+                "note: search_space.fixed/choices not checked against the space: no data here"
+            ]
+        else:
+            assert notes[1:] == []
+        assert "is a valid job" in " ".join(result.output.split())
+
+
+def test_job_directory_commands_on_a_file_nothing_or_a_damaged_record_are_one_line(tmp_path):
+    """A job file given where its directory belongs, a path that is not there, a record
+    edited by hand: one line naming it (were NotADirectoryError's / JSONDecodeError's
+    tracebacks, or "no trials yet" for a directory that does not exist)."""
+    from typer.testing import CliRunner
+
+    job_file, nothing, damaged = tmp_path / "job.yaml", tmp_path / "nope", tmp_path / "job"
+    job_file.write_text("name: x\n")
+    damaged.mkdir()
+    (damaged / "format.json").write_text('{"version": ')
+    expected = {
+        job_file: f"{job_file} is a file, not a job directory",
+        nothing: f"{nothing}: no such job directory",
+        damaged: f"{damaged / 'format.json'}: damaged, not JSON (Expecting value: line 1 "
+        "column 13)",
+    }
+    for path, message in expected.items():
+        for command in ("status", "plot", "export", "resume"):
+            result = CliRunner().invoke(cli.app, [command, str(path)])
+            assert isinstance(result.exception, UserError), (command, result.output)
+            assert str(result.exception) == message, command
+    (damaged / "format.json").write_bytes(b"\xff\xfe{")
+    from harness.jobdir import read_json
+
+    with pytest.raises(UserError, match=r"format.json: damaged, not JSON \(not UTF-8 text\)$"):
+        read_json(damaged / "format.json")
+
+
 @pytest.mark.slow
 def test_tune_refusing_a_pinned_value_while_ray_starts_is_one_line(tmp_path, data_dir):
     """`harness tune` starts Ray and its workers before it checks the space (they import

@@ -71,11 +71,13 @@ def test_a_text_model_reads_text_and_txt_files_and_refuses_other_files(tmp_path,
     from harness.predict import _load_inputs
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "reviews.txt").write_text("Great film.\n\nDull.\n")
+    # A line break only at "\n", as the file's line numbers count (a review may hold U+2028).
+    (tmp_path / "reviews.txt").write_text("Great film.\u2028Yes.\r\n\nDull.\n")
     (tmp_path / "reviews.csv").write_text("text\nGreat film.\n")
     serving = {"input_dtype": "string"}
     batch, labels = _load_inputs(tf, ["A fine cast", "reviews.txt"], serving)
-    assert [t.decode() for t in batch.numpy()] == ["A fine cast", "Great film.", "Dull."]
+    texts = ["A fine cast", "Great film.\u2028Yes.", "Dull."]
+    assert [t.decode() for t in batch.numpy()] == texts
     assert labels == ["A fine cast", "reviews.txt:1", "reviews.txt:2"]
     assert len(_load_inputs(tf, ["x" * 5000], serving)[1]) == 1  # too long for a file name
     with pytest.raises(UserError, match=r"^reviews\.csv: a file, not text; .* \.txt files"):
@@ -131,3 +133,28 @@ def test_an_empty_sequence_csv_is_refused_without_a_warning(tmp_path, content):
     path.write_text(content)
     with pytest.raises(UserError, match=r"empty\.csv: no sequences in it"):
         _sequences(path, SHAPE)
+
+
+def test_a_forecasters_csv_header_is_read_as_training_reads_it(tmp_path):
+    """Training strips header names (`time, temp` names "temp"); so does predict."""
+    from harness.predict import _last_window
+
+    path = tmp_path / "recent.csv"
+    path.write_text("time, a, b\n0, 1, 2\n1, 3, 4\n")
+    np.testing.assert_array_equal(_last_window(path, ["a", "b"], 2), [[1, 2], [3, 4]])
+
+
+def test_a_grayscale_model_reads_gif_and_bmp_images(tmp_path):
+    """A GIF decodes only to RGB and a BMP only as stored: decoded as stored, then converted
+    (as training does), not "not a readable image"."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from harness.predict import _image
+
+    pixels = np.zeros((20, 20, 3), np.uint8)
+    pixels[5:15, 5:15] = 200
+    for name in ("digit.gif", "digit.bmp"):
+        Image.fromarray(pixels).save(tmp_path / name)
+        image = _image(tf, tmp_path / name, [28, 28, 1])
+        assert image.shape == (28, 28, 1) and int(tf.reduce_max(image)) > 150, name

@@ -605,3 +605,30 @@ def test_averaged_rungs_of_a_continued_trial_start_where_it_took_up():
         (8, [3, 6, 8]),
         (32, [9, 21, 32]),
     ]
+
+
+def test_a_subset_larger_than_the_data_is_noted_at_the_start(tmp_path, data_dir):
+    """`train_examples` (train + validation) or `test_examples` set above what the data holds
+    quietly meant all of it; the job's start now says so under its data line."""
+    from harness.channel import make_channel
+    from harness.execution import FakeExecutor
+    from pipelines.base import subset_notes
+
+    def one_epoch(request):
+        yield {"loss": 1.0, "val_accuracy": 0.5}
+
+    data = {"train_examples": 10**6, "test_examples": 5}
+    spec = validate_job(
+        tiny_job(tmp_path, data=data, tuner={"max_trials": 1}, export={"policy": "none"})
+    )
+    meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
+    held = meta.num_train + meta.num_validation
+    assert held < 10**6 and meta.num_test == 5
+    expected = f"data.train_examples=1000000 is more than the data holds; all {held} are used"
+    assert subset_notes(spec.data, meta) == [expected]
+    console = Console(record=True, width=200)
+    tune(spec, console, executor=FakeExecutor(one_epoch, make_channel(spec)))  # closes it
+    assert f"note: {expected}" in console.export_text()
+    # Unset, the whole data is the default: nothing to say (nor of a generator's own count).
+    default = validate_job(tiny_job(tmp_path)).data
+    assert subset_notes(default, PIPELINES.get(default.pipeline)(default).describe()) == []

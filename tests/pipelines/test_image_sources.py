@@ -135,6 +135,41 @@ def test_a_test_class_missing_from_train_is_named(folder):
     )
 
 
+def test_test_arrays_of_another_size_are_fine_when_both_are_resized(npz):
+    with np.load(npz) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    np.savez(npz, **{**arrays, "x_test": np.pad(arrays["x_test"], ((0, 0), (0, 4), (0, 4)))})
+    p = pipeline(arrays=str(npz), image_size=(16, 16), batch_size=10)
+    p.check_available()
+    x, _ = next(iter(p.test_data(batch_size=10)))
+    assert x.shape[1:] == (16, 16, 1)
+
+
+def test_a_folder_of_one_class_or_with_an_empty_class_is_refused(folder):
+    """Hidden folders (a notebook's checkpoints) are not classes; one class, or a class
+    folder without images (a model output no example teaches), is refused by name."""
+    (folder / "train" / ".ipynb_checkpoints").mkdir()
+    (folder / "test" / ".ipynb_checkpoints").mkdir()
+    assert pipeline(folder=str(folder), batch_size=4).describe().class_names == ["cat", "dog"]
+    (folder / "train" / "owl").mkdir()
+    with pytest.raises(UserError) as error:
+        pipeline(folder=str(folder)).check_available()
+    assert str(error.value) == (
+        f"data.folder: {folder / 'train' / 'owl'} has no images: a class needs training "
+        "examples (1 such folder)"
+    )
+    (folder / "train" / "owl").rmdir()
+    for split in ("train", "test"):
+        for path in (folder / split / "dog").iterdir():
+            path.unlink()
+        (folder / split / "dog").rmdir()
+    with pytest.raises(UserError) as error:
+        pipeline(folder=str(folder)).check_available()
+    assert str(error.value) == (
+        f"data.folder: {folder / 'train'} has 1 class folder (cat); need at least 2"
+    )
+
+
 def test_a_train_class_missing_from_test_is_only_not_tested(folder):
     write_png(folder / "train" / "owl" / "0.png", np.zeros((20, 24, 3), np.uint8))
     p = pipeline(folder=str(folder), batch_size=4, validation_split=0.2)
@@ -172,8 +207,30 @@ def nan_at(index):
         (dict(x_test=lambda x: x.astype(np.int16) - 5), r"x_test must hold raw pixels .*int16"),
         (dict(y_train=lambda y: y - 1), r"y_train\[\d+\] = -1 is not a class id >= 0"),
         (dict(y_test=lambda y: y + 0.5), "y_test must hold integer class ids, got float64"),
+        (
+            dict(x_test=lambda x: np.pad(x, ((0, 0), (0, 4), (0, 4)))),
+            r"x_test images are 32x32x1 but x_train images are 28x28x1 \(data.image_size would",
+        ),
+        (
+            dict(x_test=lambda x: np.repeat(x[..., None], 3, axis=-1)),
+            r"x_test images are 28x28x3 but x_train images are 28x28x1$",
+        ),
+        (
+            dict(y_train=lambda y: np.where(y == 1, 90210, y), y_test=lambda y: y * 0),
+            r"y_train and y_test hold \d+ distinct class ids up to 90210: a model would have "
+            r"90211 classes; renumber them 0..\d+ or give class names",
+        ),
     ],
-    ids=["scaled-floats", "nan-pixel", "negative-pixels", "negative-label", "float-labels"],
+    ids=[
+        "scaled-floats",
+        "nan-pixel",
+        "negative-pixels",
+        "negative-label",
+        "float-labels",
+        "test-size",
+        "test-channels",
+        "sparse-ids",
+    ],
 )
 def test_bad_arrays_are_named_before_training(npz, change, message):
     with np.load(npz) as raw:

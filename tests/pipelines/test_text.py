@@ -259,12 +259,33 @@ def _bad_files(tmp_path: Path, case: str) -> tuple[dict[str, str], str]:
     elif case == "csv_column":
         lines = ["review,label", "nice,1", "bad,0"]
         match = "train.csv: line 2: no field 'text'"
+    elif case in ("sparse_ids", "test_only_id"):  # integer labels: class ids
+        rows = [{"text": f"t {i}", "label": i % 2} for i in range(6)]
+        lines = [json.dumps(row) for row in rows]
+        extra = {"text": "t", "label": 90210 if case == "sparse_ids" else 2}
+        test = str(write(tmp_path / "test.jsonl", [*rows[:3], extra]))
+        match = (
+            "test.jsonl: the 'label' fields hold 3 distinct class ids up to 90210: a model "
+            "would have 90211 classes; renumber them 0..2 or give class names"
+            if case == "sparse_ids"
+            else "test.jsonl: line 4: label 2 is a class the train file lacks (1 such row)"
+        )
     train.write_text("\n".join(lines) + "\n")
     return {"train": str(train), "test": test}, match
 
 
 @pytest.mark.parametrize(
-    "case", ["missing", "bad_json", "empty_text", "no_label", "one_class", "csv_column"]
+    "case",
+    [
+        "missing",
+        "bad_json",
+        "empty_text",
+        "no_label",
+        "one_class",
+        "csv_column",
+        "sparse_ids",
+        "test_only_id",
+    ],
 )
 def test_bad_files_raise_one_line_user_errors(tmp_path, case):
     files, match = _bad_files(tmp_path, case)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import keras_tuner as kt
@@ -231,3 +232,29 @@ def test_unsorted_time_column_is_an_error(tmp_path):
     path = write_csv(tmp_path / "u.csv", {"when": when.tolist(), "a": t.tolist()})
     with pytest.raises(UserError, match="'when' is not increasing at line 103"):
         make(path, time_column="when").check_available()
+
+
+def test_times_with_and_without_an_offset_are_one_line_not_a_crash(tmp_path):
+    start = datetime(2024, 3, 1)
+    when = [(start + timedelta(hours=i)).isoformat() for i in range(ROWS)]
+    when[7] += "+00:00"  # Python refuses to order the two kinds (a TypeError before)
+    path = write_csv(tmp_path / "z.csv", {"when": when, "a": list(range(ROWS))})
+    with pytest.raises(UserError) as caught:
+        make(path, time_column="when").check_available()
+    assert str(caught.value) == (
+        f"data.path {str(path)!r}: time column 'when' mixes times with and without a UTC "
+        "offset ('2024-03-01T07:00:00+00:00' at line 9 after '2024-03-01T06:00:00')"
+    )
+
+
+def test_a_column_without_a_name_is_refused(tmp_path):
+    """pandas' `to_csv()` writes its index as a first column named "": read, it would become
+    a feature (and a target) made of row numbers."""
+    t = list(range(ROWS))
+    path = write_csv(tmp_path / "p.csv", {"": t, "a": t})
+    with pytest.raises(UserError) as caught:
+        make(path).check_available()
+    assert str(caught.value) == (
+        f"data.path {str(path)!r}: column 1 of the header has no name (a pandas index? write "
+        "the file with index=False, or name the column)"
+    )

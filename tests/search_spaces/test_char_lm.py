@@ -55,6 +55,9 @@ def test_too_little_text_is_named(tmp_path):
         pipeline(path).check_available()
     with pytest.raises(UserError, match="no such file"):
         pipeline(tmp_path / "nope.txt").check_available()
+    with pytest.raises(UserError) as caught:  # an IsADirectoryError's traceback before
+        pipeline(tmp_path).check_available()
+    assert str(caught.value) == f"data.files: {tmp_path} is a folder; list its files"
 
 
 def summary(model) -> list[tuple[str, tuple]]:

@@ -39,11 +39,17 @@ def test_addition_pairs_and_teacher_forcing():
 
 def test_pairs_from_files(tmp_path):
     (tmp_path / "train.csv").write_text("src,dst\n" + "".join(f"{i},{i * 2}\n" for i in range(30)))
-    (tmp_path / "test.jsonl").write_text('{"src": "7", "dst": "14"}\n')
+    # Lines end at "\n" only: a JSON string may hold U+2028 (str.splitlines breaks there).
+    lines = ['{"src": "7", "dst": "14"}', '{"src": "7\u2028", "dst": "1"}']
+    (tmp_path / "test.jsonl").write_text("\n".join(lines))
     files = {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.jsonl")}
     p = Seq2SeqPipeline(Seq2SeqConfig(files=files, input_field="src", target_field="dst"))
     p.check_available()
-    assert p._pairs["test"] == [("7", "14")] and p.describe().num_validation == 3
+    assert p._pairs["test"] == [("7", "14"), ("7\u2028", "1")]
+    assert p.describe().num_validation == 3
+    (tmp_path / "train.csv").write_text('src,dst\n"1\n2",3\n' + "4,5\n" * 20)  # quoted newline
+    p = Seq2SeqPipeline(Seq2SeqConfig(files=files, input_field="src", target_field="dst"))
+    assert ("1\n2", "3") in p._pairs["train"] + p._pairs["validation"]
 
 
 def test_default_point_is_the_encoder_decoder_lstm():
