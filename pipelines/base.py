@@ -53,22 +53,23 @@ class PipelineConfig(NumbersNotBooleans):
     model_config = ConfigDict(extra="allow")
     pipeline: str
 
-    def source_contents(self) -> dict[str, str]:
-        """A digest of each file or folder the data is read from (the paths under `arrays`,
-        `folder`, `path`, `files`), by path: a resume checks them unchanged. A TFDS dataset
-        has none (its name, version and data dir say what it is)."""
+    def source_paths(self) -> list[str]:
+        """The files and folders the data is read from: the paths under `arrays`, `folder`,
+        `path`, `files`. A TFDS dataset has none (its name, version and data dir say what it
+        is)."""
         options = self.model_dump()
         paths: list[str] = []
         for key in SOURCE_KEYS:
             _strings(options.get(key), paths)
-        return {path: content_digest(Path(path).expanduser()) for path in paths}
+        return paths
+
+    def source_contents(self) -> dict[str, str]:
+        """A digest of each source path, by path: a resume checks them unchanged."""
+        return {path: content_digest(Path(path).expanduser()) for path in self.source_paths()}
 
     def missing_sources(self) -> list[str]:
-        """The files and folders the options name that are not there (a look, no read)."""
-        paths: list[str] = []
-        for key in SOURCE_KEYS:
-            _strings(self.model_dump().get(key), paths)
-        return [p for p in paths if not Path(p).expanduser().exists()]
+        """The source paths that are not there (a look, no read)."""
+        return [p for p in self.source_paths() if not Path(p).expanduser().exists()]
 
     def fingerprint(self) -> str:
         """Hash of every option that changes the produced data."""
