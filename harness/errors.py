@@ -2,7 +2,7 @@
 
 from harness_core.errors import TrialError, UserError
 
-__all__ = ["TrialError", "UserError", "says_disk_full"]
+__all__ = ["TrialError", "UserError", "headline", "says_disk_full"]
 
 # How a full disk or quota reads in an error's text (Python's OSError, TensorFlow's file
 # errors, h5py's "[Errno 28] Can't synchronously write data" without the phrase).
@@ -11,3 +11,18 @@ DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "[Errno 28]"
 
 def says_disk_full(text: str) -> bool:
     return any(s in text for s in DISK_FULL_TEXT)
+
+
+def headline(message: str, limit: int = 200) -> str:
+    """A trial error's one line: its first, and where that only announces the rest
+    (TensorFlow's "InvalidArgumentError: Graph execution error:"), the cause TensorFlow gives
+    last, before its "[[{{node ...}}]]" line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if first.endswith(":"):
+        cause = next((line for line in reversed(lines[1:]) if not line.startswith("[")), None)
+        if cause:
+            first = f"{first} {cause}"
+    return first[:limit]

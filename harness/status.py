@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from harness.errors import headline
 from harness.jobdir import JobDir, ranked_trials
 
 
@@ -216,5 +217,5 @@ def _status(t: dict[str, Any], driver_alive: bool) -> tuple[str, str | None]:
     if t["status"] == "RUNNING" and t["progress"]:
         return "RUNNING", f"epoch {t['progress']['epoch']}/{t['progress']['epochs']}"
     if t["status"] == "FAILED" and t.get("message"):
-        return "FAILED", t["message"].strip().splitlines()[0][:200]
+        return "FAILED", headline(t["message"])
     return t["status"], None

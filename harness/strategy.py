@@ -35,18 +35,26 @@ def configure_devices(resources: ResourcesSpec) -> None:
     _configured = True
 
 
+# One MirroredStrategy per device set for the process's life. A warm worker's next trial with a
+# new strategy over the same devices numbered its collectives from the start again, and
+# TensorFlow's runtime, which remembers the earlier ones, failed it: "Shape mismatch in the
+# collective instance 100". One strategy keeps numbering on across trials.
+_mirrored: dict[tuple[str, ...], object] = {}
+
+
 def make_strategy(resources: ResourcesSpec):
     """MirroredStrategy over the visible GPUs (or logical CPUs when asked); else the default."""
     import tensorflow as tf
 
     gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy([d.name for d in gpus])
     if len(gpus) == 1:
         return tf.distribute.OneDeviceStrategy(gpus[0].name)
-    cpus = tf.config.list_logical_devices("CPU")
-    if resources.logical_cpu_devices and len(cpus) > 1:
-        return tf.distribute.MirroredStrategy([d.name for d in cpus])
+    devices = gpus if len(gpus) > 1 else tf.config.list_logical_devices("CPU")
+    if len(gpus) > 1 or (resources.logical_cpu_devices and len(devices) > 1):
+        names = tuple(d.name for d in devices)
+        if names not in _mirrored:
+            _mirrored[names] = tf.distribute.MirroredStrategy(list(names))
+        return _mirrored[names]
     return tf.distribute.get_strategy()
 
 

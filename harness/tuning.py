@@ -19,7 +19,7 @@ import psutil
 from keras_tuner.src.engine.metrics_tracking import MetricsTracker  # pinned: keras-tuner 1.4
 from rich.console import Console
 
-from harness.errors import UserError, says_disk_full
+from harness.errors import UserError, headline, says_disk_full
 from harness.execution import ExecutorLost
 from harness.hparams import end_trial, write_experiment, write_trial
 from harness.job import JobSpec, validate_job
@@ -691,8 +691,7 @@ class TrialLoop:
             k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
         }
         if trial.status != "COMPLETED":
-            first = (error or trial.message or "objective is not a number").strip()
-            first = first.splitlines()[0][:200]
+            first = headline(error or trial.message or "objective is not a number")
             self.progress.trial_line(f"trial {trial.trial_id} [red]FAILED[/]: {first}")
             return
         objective = self.spec.tuner.objective.name

@@ -38,3 +38,21 @@ def test_log_file_gets_unwrapped_lines_when_something_changes(monkeypatch):
     assert lines[2].startswith("[00:02:35]") and lines[2][10:] == lines[1][10:]  # heartbeat
     assert lines[3].startswith("trial 3 done") and lines[3].endswith("lr=0.001 ")
     assert "trials 1/5" in lines[4] and "best val_accuracy=0.7000 (trial 3)" in lines[4]
+
+
+def test_a_trial_error_s_line_names_tensorflow_s_cause_not_only_its_preamble():
+    """TensorFlow's errors open with "Graph execution error:" and give the cause last: the
+    line `harness tune` and `harness status` show carries both."""
+    from harness.errors import headline
+
+    message = (
+        "InvalidArgumentError: Graph execution error:\n\nDetected at node adam/Reduce defined "
+        'at (most recent call last):\n  File "x.py", line 3, in f\n\nShape mismatch in the '
+        "collective instance 100.\n\t [[{{node adam/Reduce}}]] [Op:__inference_step_7418]"
+    )
+    assert headline(message) == (
+        "InvalidArgumentError: Graph execution error: Shape mismatch in the collective "
+        "instance 100."
+    )
+    assert headline("ValueError: bad value\nTraceback follows") == "ValueError: bad value"
+    assert headline("x" * 500) == "x" * 200 and headline("  \n") == ""

@@ -101,9 +101,15 @@ def test_mirrored_strategy_over_two_logical_cpus(ray_local, tmp_path):
         # With rungs at half an epoch and at 1, ranked by averaged weights: the mid-epoch
         # validations save and restore the training metrics' mirrored variables, and the
         # mirrored weights are read, swapped for their average and put back.
-        search_space={"name": "image_cnn", "fixed": DRAWN_RATE},
-        tuner={"max_trials": 1, "epochs": 2},
-        resources={"cpus_per_trial": 1, "logical_cpu_devices": 2},
+        search_space={
+            "name": "image_cnn",
+            "fixed": {k: v for k, v in PINNED_CNN.items() if k != "dense_units"},
+            "choices": {"dense_units": [32, 128]},  # two models of other sizes, in turn
+        },
+        tuner={"algorithm": "grid", "max_trials": 2, "epochs": 2},
+        # Both trials in one warm worker: its second trial's collectives failed ("Shape
+        # mismatch in the collective instance 100") while each trial made its own strategy.
+        resources={"cpus_per_trial": 1, "logical_cpu_devices": 2, "max_concurrent_trials": 1},
     )
     job["tuner"]["pruning"] = {
         "rule": "asha",
@@ -113,11 +119,17 @@ def test_mirrored_strategy_over_two_logical_cpus(ray_local, tmp_path):
     }
     spec = validate_job(job)
     outcome = tune(spec, Console(quiet=True))
-    run = JobDir(spec.job_dir()).trial_records()[0]["run"]
+    records = JobDir(spec.job_dir()).trial_records()
+    assert [r["status"] for r in records] != ["FAILED"] * 2, [r.get("message") for r in records]
+    assert {r["status"] for r in records} <= {"COMPLETED", "PRUNED"}, [
+        r.get("message") for r in records
+    ]
+    run = records[0]["run"]
     assert run["replicas"] == 2  # num_replicas_in_sync
     assert run["global_batch_size"] == 2 * spec.data.batch_size
     assert [(c["epochs_done"], c["averaged"]) for c in run["checks"]] == [(0.5, True), (1, True)]
-    assert outcome.completed == 1 and outcome.exported  # trains and exports
+    assert records[1]["run"]["pid"] == run["pid"]  # the same warm worker
+    assert outcome.failed == 0 and outcome.exported  # trains and exports
 
 
 def test_a_worker_then_the_driver_killed_the_job_ends_as_one_run_would(tmp_path, data_dir):
