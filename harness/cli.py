@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from harness import quiet, tf_env
-from harness.errors import UserError, says_disk_full
+from harness.errors import UserError, says_disk_full, sigterm_as_interrupt
 
 # Exit codes a script can trust (README, "Exit codes"); 1 is left to Python: a bug, with its
 # traceback.
@@ -236,11 +236,14 @@ def export(
 ) -> None:
     """Export the best trial(s): SavedModel, .keras file and manifest with test metrics."""
     from harness.export import export_trials
+    from harness.job import resume_spec
     from harness.jobdir import JobDir
 
     _require_tensorflow()
     jd = JobDir(job_dir)
     jd.check_existing()
+    _refuse_missing_offline_data(resume_spec(jd))  # as tune and resume say it
+    sigterm_as_interrupt()  # a scheduler's stop mid-refit: exit 130, the lock released
     with jd.lock():  # one writer at a time: a running job or another export is refused
         check_data_unchanged(jd)
         export_trials(jd, top, console)

@@ -2,7 +2,7 @@
 
 from harness_core.errors import TrialError, UserError
 
-__all__ = ["TrialError", "UserError", "headline", "says_disk_full"]
+__all__ = ["TrialError", "UserError", "headline", "says_disk_full", "sigterm_as_interrupt"]
 
 # How a full disk or quota reads in an error's text (Python's OSError, TensorFlow's file
 # errors, h5py's "[Errno 28] Can't synchronously write data" without the phrase).
@@ -26,3 +26,16 @@ def headline(message: str, limit: int = 200) -> str:
         if cause:
             first = f"{first} {cause}"
     return first[:limit]
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (a scheduler, `kill`) stops the command like Ctrl-C: a KeyboardInterrupt, so
+    its cleanup runs (the lock, the pid file) and it exits 130. From the main thread only."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)

@@ -150,7 +150,9 @@ class JobSpec(Strict):
     smoke: dict[str, Any] = {}
 
     def job_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/{self.name}")
+        """`output_dir` (`~` expanded, as data paths are; a relative one is relative to the
+        directory harness runs in), else runs/<name> there."""
+        return Path(self.output_dir or f"runs/{self.name}").expanduser()
 
     def worker_form(self) -> dict[str, Any]:
         """The job as its trials' workers receive it (JSON): with the data directory the
@@ -215,6 +217,11 @@ def _check_cross_fields(spec: JobSpec, source: str) -> None:
     if spec.export.retrain and not pipeline_cls.supports_refit:
         raise UserError(
             f"{source}: export.retrain is not supported by data.pipeline {spec.data.pipeline!r}"
+        )
+    if "tflite" in spec.export.formats and not pipeline_cls.supports_tflite:
+        raise UserError(
+            f"{source}: export.formats tflite is not supported by data.pipeline "
+            f"{spec.data.pipeline!r} (its models take raw strings, which TFLite cannot convert)"
         )
     metrics = ["loss", *info.metrics]
     allowed = metrics + [f"val_{m}" for m in metrics]

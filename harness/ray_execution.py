@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import socket
 import sys
 import threading
@@ -32,7 +31,7 @@ import ray
 
 from harness import reaper, tf_env
 from harness.channel import EpochChannel, make_channel
-from harness.errors import UserError
+from harness.errors import UserError, sigterm_as_interrupt
 from harness.execution import ExecutorLost
 from harness.job import JobSpec, ResourcesSpec
 
@@ -235,7 +234,9 @@ class RayExecutor:
             self._set_local_env()
             self._start()
         self._wait_started()
-        _stop_on_sigterm()
+        # Running trials are cancelled and the saved state resumes them; Ray's own handler
+        # exits without that step.
+        sigterm_as_interrupt()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -488,17 +489,6 @@ def _kill(actor) -> None:
     if actor is not None:
         with contextlib.suppress(ray.exceptions.RayError):  # gone with a lost cluster
             ray.kill(actor, no_restart=True)
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler, `kill`) stops the job like Ctrl-C: running trials are cancelled and
-    the saved state resumes them. Replaces Ray's handler, which exits without that step."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _task_error_text(error: Exception) -> str:

@@ -247,6 +247,9 @@ class Pipeline:
     task: ClassVar[str] = "generic"
     # Whether `train_and_validation_data` exists (export.retrain refits on it).
     supports_refit: ClassVar[bool] = False
+    # Whether its served models convert to TFLite: not those that take raw strings in (TFLite's
+    # converter has no string lookups; it failed at export, after the whole search).
+    supports_tflite: ClassVar[bool] = True
     # Labelled example images in TensorBoard: the pipeline implements `example_batch`.
     shows_examples: ClassVar[bool] = False
 

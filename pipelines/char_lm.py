@@ -70,6 +70,7 @@ class CharLMPipeline(Pipeline):
     Config = CharLMConfig
     task = "char_lm"
     supports_refit = True
+    supports_tflite = False  # raw strings in
     config: CharLMConfig
 
     def check_available(self) -> None:
@@ -93,7 +94,8 @@ class CharLMPipeline(Pipeline):
             for name in c.files:
                 path = Path(name).expanduser()
                 try:
-                    texts.append(path.read_text(encoding="utf-8"))
+                    # utf-8-sig: an editor's byte-order mark is not a character to learn.
+                    texts.append(path.read_text(encoding="utf-8-sig"))
                 except FileNotFoundError:
                     raise UserError(f"data.files: {path}: no such file") from None
                 except IsADirectoryError:

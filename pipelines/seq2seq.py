@@ -60,6 +60,7 @@ class Seq2SeqPipeline(Pipeline):
     Config = Seq2SeqConfig
     task = "seq2seq"
     supports_refit = True
+    supports_tflite = False  # raw strings in
     config: Seq2SeqConfig
 
     def check_available(self) -> None:
@@ -174,7 +175,7 @@ def _read_pairs(path: Path, input_field: str, target_field: str) -> list[tuple[s
     if not path.is_file():
         raise UserError(f"data.files: {path}: no such file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not text
     except UnicodeDecodeError as e:
         raise UserError(f"data.files: {path}: not UTF-8 text ({e.reason})") from None
     if path.suffix.lower() in (".jsonl", ".json"):

@@ -124,6 +124,7 @@ class TextClassificationPipeline(Pipeline):
     """
 
     supports_refit = True
+    supports_tflite = False  # raw strings in
 
     Config = TextClassificationConfig
     task = "text_classification"

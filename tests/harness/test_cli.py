@@ -547,6 +547,38 @@ def test_job_directory_commands_on_a_file_nothing_or_a_damaged_record_are_one_li
         read_json(damaged / "format.json")
 
 
+def test_export_without_the_data_says_what_tune_says_and_sigterm_is_an_interrupt(tmp_path):
+    """`harness export` on a machine without the job's TFDS copy named the wrong cause ("needs
+    train and test splits"); SIGTERM mid-export exited 143 and left driver.pid behind."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from harness.errors import sigterm_as_interrupt
+    from harness.job import validate_job
+    from harness.jobdir import JobDir
+    from harness.tuning import _prepare_job_dir, _write_spec
+
+    spec = validate_job(tiny_job(tmp_path, data={"data_dir": str(tmp_path / "empty")}))
+    job_dir = JobDir(spec.job_dir())
+    job_dir.root.mkdir(parents=True)
+    _prepare_job_dir(job_dir, spec, overwrite=False)
+    _write_spec(job_dir, spec)
+    result = CliRunner().invoke(cli.app, ["export", str(job_dir.root)])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception).startswith(
+        f"dataset 'fashion_mnist' is not prepared in the data directory {tmp_path / 'empty'}; "
+        "import a local copy with: harness data import fashion_mnist"
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        sigterm_as_interrupt()
+        with pytest.raises(KeyboardInterrupt, match="signal 15"):
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 @pytest.mark.slow
 def test_tune_refusing_a_pinned_value_while_ray_starts_is_one_line(tmp_path, data_dir):
     """`harness tune` starts Ray and its workers before it checks the space (they import

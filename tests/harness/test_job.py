@@ -290,3 +290,32 @@ def test_retrain_needs_a_pipeline_that_supports_it(tmp_path):
         validate_job(job, source="job.yaml")
     message = str(info.value)
     assert "export.retrain is not supported by data.pipeline 'time_series'" in message
+
+
+@pytest.mark.parametrize(
+    "data, space",
+    [
+        ({"pipeline": "text_classification", "dataset": "imdb_reviews"}, "text_rnn"),
+        ({"pipeline": "char_lm", "files": ["a.txt"]}, "char_lm"),
+        ({"pipeline": "seq2seq", "task": "addition"}, "seq2seq"),
+    ],
+    ids=["text", "char_lm", "seq2seq"],
+)
+def test_tflite_is_refused_for_models_that_take_raw_strings(tmp_path, data, space):
+    """Their export failed after the whole search (TFLite's converter, 206 lines of MLIR)."""
+    job = tiny_job(tmp_path, search_space={"name": space}, export={"formats": ["tflite"]})
+    job["data"] = data
+    job["tuner"]["objective"] = {"name": "val_loss", "direction": "min"}
+    with pytest.raises(UserError) as info:
+        validate_job(job, source="job.yaml")
+    assert str(info.value) == (
+        f"job.yaml: export.formats tflite is not supported by data.pipeline {data['pipeline']!r} "
+        "(its models take raw strings, which TFLite cannot convert)"
+    )
+
+
+def test_output_dir_expands_the_home_directory(tmp_path, monkeypatch):
+    """`~/runs/x` is the home's runs/x, not a folder named "~" (which `rm -rf ~` would hit)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = validate_job(tiny_job(tmp_path, output_dir="~/runs/x"))
+    assert spec.job_dir() == tmp_path / "runs" / "x"

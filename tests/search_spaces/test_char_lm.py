@@ -60,6 +60,12 @@ def test_too_little_text_is_named(tmp_path):
     assert str(caught.value) == f"data.files: {tmp_path} is a folder; list its files"
 
 
+def test_a_byte_order_mark_is_not_learned_as_a_character(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_text("\ufeff" + TEXT)
+    assert "\ufeff" not in pipeline(path).vocabulary
+
+
 def summary(model) -> list[tuple[str, tuple]]:
     return [(type(layer).__name__, tuple(layer.output.shape[1:])) for layer in model.layers]
 

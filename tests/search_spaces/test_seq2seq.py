@@ -38,7 +38,8 @@ def test_addition_pairs_and_teacher_forcing():
 
 
 def test_pairs_from_files(tmp_path):
-    (tmp_path / "train.csv").write_text("src,dst\n" + "".join(f"{i},{i * 2}\n" for i in range(30)))
+    rows = "".join(f"{i},{i * 2}\n" for i in range(30))
+    (tmp_path / "train.csv").write_text("\ufeffsrc,dst\n" + rows)  # a spreadsheet's BOM
     # Lines end at "\n" only: a JSON string may hold U+2028 (str.splitlines breaks there).
     lines = ['{"src": "7", "dst": "14"}', '{"src": "7\u2028", "dst": "1"}']
     (tmp_path / "test.jsonl").write_text("\n".join(lines))
