@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -25,6 +26,20 @@ def _strings(value: Any, out: list[str]) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             _strings(item, out)
+
+
+def default_cache(directory: Path) -> Path:
+    """`directory` for a default cache (next to the data) when this user may write there, else
+    the user's own cache folder ($XDG_CACHE_HOME or ~/.cache, then harness/): data on a
+    read-only mount or in another user's folder still trains. Cache entries are keyed by the
+    data's identity, so one user folder serves every dataset."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if os.access(existing, os.W_OK | os.X_OK):
+        return directory
+    home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(home).expanduser() / "harness"
 
 
 def content_digest(path: Path) -> str:

@@ -26,6 +26,7 @@ from pipelines.base import (
     Pipeline,
     Serving,
     TrainData,
+    default_cache,
     for_training,
 )
 from pipelines.cache import cache_key, cached
@@ -182,7 +183,7 @@ class ImageClassificationPipeline(Pipeline):
             image_size=size,
             channels=self.config.channels,
         )
-        cache_dir = self.config.cache_dir or self.data_dir / "harness_cache"
+        cache_dir = self.config.cache_dir or default_cache(self.data_dir / "harness_cache")
         return cached(ds, self.config.cache, cache_dir, key)
 
     def _select(self, split: str, kind: str, args: list):

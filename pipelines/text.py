@@ -5,7 +5,8 @@ Raw text -> `StandardizeText` (HTML tags, case, punctuation) -> `TextVectorizati
 followed by its word pairs (TextVectorization's ngrams: all unigrams first, then all bigrams, so
 a `sequence_length` under twice the text's length cuts bigrams first). The vocabulary is adapted
 on the training split only and cached on disk (`pipelines.text_vocab`); `cache_dir` defaults to
-`<data_dir>/harness_cache` (TFDS) or `.harness_cache/` next to the train file.
+`<data_dir>/harness_cache` (TFDS) or `.harness_cache/` next to the train file, or where this
+user may not write there, `~/.cache/harness` (`$XDG_CACHE_HOME`).
 
 The pieces, one per module: this one holds the job's `data:` schema and the pipeline;
 `text_sources` reads and splits the examples (`text_files` parses user files), `text_vocab`
@@ -32,6 +33,7 @@ from pipelines.base import (
     TrainData,
     check_default_among_choices,
     declare_choice,
+    default_cache,
     for_training,
 )
 from pipelines.text_files import file_format
@@ -225,7 +227,7 @@ class TextClassificationPipeline(Pipeline):
     def _cache_dir(self) -> Path:
         if self.config.cache_dir:
             return Path(self.config.cache_dir).expanduser().resolve()
-        return self.source.default_cache_dir()
+        return default_cache(self.source.default_cache_dir())
 
     def _vectorized(self, ds, vectorizer: keras.layers.TextVectorization):
         import tensorflow as tf

@@ -81,6 +81,7 @@ def _csv_records(path: Path) -> Iterator[tuple[int, Any]]:
     try:
         if reader.fieldnames is None:
             return
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]  # `text, label`
         for record in reader:
             yield reader.line_num, record
     except csv.Error as e:
@@ -97,8 +98,13 @@ def _example(
     if text_field not in record or label_field not in record:
         missing = text_field if text_field not in record else label_field
         raise UserError(f"{where}: no field {missing!r} (has: {', '.join(map(str, record))})")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise UserError(f"{where}: field {text_field!r} holds {str(text)[:40]}, not text")
+    if not text.strip():
         raise UserError(f"{where}: empty text in field {text_field!r}")
+    if isinstance(label, float) and label.is_integer():  # 1.0, as pandas writes an int column
+        label = int(label)
     if isinstance(label, bool) or not isinstance(label, int | str) or str(label).strip() == "":
         raise UserError(f"{where}: label {label!r} in field {label_field!r} is not an int or name")
-    return text, label
+    # Spaces around a name are not part of it ("pos " and "pos" are one class).
+    return text, label.strip() if isinstance(label, str) else label

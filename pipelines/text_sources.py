@@ -24,7 +24,8 @@ from pipelines.text_files import Rows, read_rows
 if TYPE_CHECKING:
     from pipelines.text import TextClassificationConfig
 
-_INT_LABEL = re.compile(r"\s*-?\d+\s*")
+# A class id as text: "3", and "3.0" as pandas writes an int column that held a NaN.
+_INT_LABEL = re.compile(r"-?\d+(\.0*)?")
 
 
 def safe_name(name: str) -> str:
@@ -122,7 +123,7 @@ class FileTexts:
         """Class names, and whether labels are int class ids (else names, sorted)."""
         train, test = self._rows
         if all(_is_int_label(x) for x in train.labels + test.labels):
-            ids = np.array([int(x) for x in train.labels + test.labels])
+            ids = np.array([_class_id(x) for x in train.labels + test.labels])
             where = f"{train.path} and {test.path}: the {self.config.label_field!r} fields"
             return id_names(where, ids), True
         return sorted({str(x) for x in train.labels}), False
@@ -188,11 +189,15 @@ def _is_int_label(label: int | str) -> bool:
     return isinstance(label, int) or bool(_INT_LABEL.fullmatch(label))
 
 
+def _class_id(label: int | str) -> int:
+    return label if isinstance(label, int) else int(label.split(".")[0])
+
+
 def _label_ids(rows: Rows, names: list[str], as_int: bool) -> np.ndarray:
     index = {name: i for i, name in enumerate(names)}
     ids = []
     for line, label in zip(rows.lines, rows.labels, strict=True):
-        key = str(int(label)) if as_int else str(label)
+        key = str(_class_id(label)) if as_int else str(label)
         if key not in index:
             why = "is negative" if as_int else f"is not a class of the train file ({names})"
             raise UserError(f"{rows.path}: line {line}: label {label!r} {why}")

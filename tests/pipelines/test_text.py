@@ -428,3 +428,40 @@ def test_evaluation_data_has_its_length_so_keras_evaluates_without_warning(files
         warnings.filterwarnings("error", message=".*ran out of data.*")
         model.evaluate(test, verbose=0)
         model.evaluate(data.validation, verbose=0)
+
+
+def test_labels_as_pandas_and_spreadsheets_write_them_are_one_class_each(tmp_path):
+    """`1.0` (pandas' int column that held a NaN), `0 ` (a trailing space), a JSON 1.0 and a
+    header written `text, label`: two classes, 0 and 1 (were four: "0", "0 ", "1", "1.0")."""
+    train = tmp_path / "train.csv"
+    rows = [f"review {i},{['0 ', '1.0', '0', '1'][i % 4]}" for i in range(40)]
+    train.write_text("text, label\n" + "\n".join(rows) + "\n")
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"text": "a", "label": 1.0}\n{"text": "b", "label": 0}\n')
+    p = make({"train": str(train), "test": str(test)})
+    p.check_available()
+    assert p.describe().class_names == ["0", "1"]
+    test.write_text('{"text": 7, "label": 1}\n')
+    with pytest.raises(UserError, match=r"test.jsonl: line 1: field 'text' holds 7, not text"):
+        make({"train": str(train), "test": str(test)}).check_available()
+
+
+def test_data_in_a_folder_this_user_cannot_write_caches_in_the_user_s_cache(
+    files, monkeypatch, tmp_path
+):
+    """Every trial failed with PermissionError on a read-only data folder (`chattr +i` in the
+    probe; `os.access` stands in here): the vocabulary goes to $XDG_CACHE_HOME/harness."""
+    import pipelines.base
+
+    data = Path(files["train"]).parent
+    real_access = pipelines.base.os.access
+    monkeypatch.setattr(
+        pipelines.base.os,
+        "access",
+        lambda path, mode: not str(path).startswith(str(data)) and real_access(path, mode),
+    )
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user_cache"))
+    path = make(files).vocabulary_path()
+    assert path.is_relative_to(tmp_path / "user_cache" / "harness")
+    make(files).vectorizer()
+    assert path.is_file() and not (data / ".harness_cache").exists()
