@@ -211,7 +211,10 @@ def _status(t: dict[str, Any], driver_alive: bool) -> tuple[str, str | None]:
     FAILED with the first line of its error, or the oracle's status."""
     pruned = t["run"].get("pruned")
     if t["status"] == "COMPLETED" and pruned:
-        return "PRUNED", f"after {pruned['epochs_done']} epochs: {pruned['reason']}"
+        reason = pruned["reason"]
+        if not driver_alive:  # no search runs to promote it: say where it stays
+            reason = reason.split("; it goes on once", 1)[0]
+        return "PRUNED", f"after {pruned['epochs_done']} epochs: {reason}"
     if t["status"] == "RUNNING" and not driver_alive:
         return "INTERRUPTED", "runs again on resume"
     if t["status"] == "RUNNING" and t["progress"]:

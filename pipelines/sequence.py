@@ -79,12 +79,15 @@ def load_sequence_arrays(path: Path) -> dict[str, np.ndarray]:
         if len(y) != len(x):
             raise UserError(f"{path}: x_{split} has {len(x)} examples but y_{split} {len(y)}")
         if x.dtype.kind == "f":
-            bad = np.argwhere(~np.isfinite(x))
+            # Finite as float32, which the model reads: 1e39 is finite in float64 but inf there
+            # (the trials then "diverged" with a NaN loss, blaming training for the data).
+            with np.errstate(over="ignore"):
+                bad = np.argwhere(~np.isfinite(x.astype(np.float32)))
             if len(bad):
                 where = ", ".join(str(int(i)) for i in bad[0])
                 raise UserError(
-                    f"{path}: x_{split}[{where}] = {x[tuple(bad[0])]} is not a finite number "
-                    f"({len(bad)} such values)"
+                    f"{path}: x_{split}[{where}] = {x[tuple(bad[0])]} is not a finite float32 "
+                    f"number ({len(bad)} such values)"
                 )
         shapes[split] = x.shape[1:] if x.ndim == 3 else (*x.shape[1:], 1)
     if shapes["train"] != shapes["test"]:

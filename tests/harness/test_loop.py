@@ -599,6 +599,11 @@ def test_asha_promotion_pauses_trials_and_continues_the_best_from_their_rung(tmp
     assert outcome.completed >= 1 and outcome.completed + outcome.pruned == 9
     paused = {t: r["pruned"]["epochs_done"] for t, r in records.items() if r["status"] == "PRUNED"}
     assert all("ASHA: paused at" in records[t]["pruned"]["reason"] for t in paused)
+    # Recorded while the search ran: "it goes on once it ranks in the top 1/3"; shown after
+    # it ended (no driver): where the trial stays, not a promise no search will keep.
+    assert any("it goes on once" in records[t]["pruned"]["reason"] for t in paused)
+    shown = {r["trial"]: r["reason"] for r in trial_rows(loop.job_dir) if r["trial"] in paused}
+    assert shown and not any("it goes on once" in why for why in shown.values()), shown
     # A resume finds the paused trials again, from their records.
     oracle = make_oracle(loop.spec.tuner, loop.job_dir)
     again = TrialLoop(loop.spec, loop.job_dir, oracle, executor, QUIET)

@@ -91,8 +91,12 @@ def test_bad_arrays_are_one_line_naming_the_problem(tmp_path, replace, message):
 def test_a_nan_is_named_by_its_position(tmp_path):
     x = np.ones((200, 16), np.float32)
     x[7, 3] = np.nan
-    with pytest.raises(UserError, match=r"x_train\[7, 3\] = nan is not a finite number"):
+    with pytest.raises(UserError, match=r"x_train\[7, 3\] = nan is not a finite float32 number"):
         pipeline(write(tmp_path / "s.npz", x_train=x)).check_available()
+    big = np.ones((200, 16), np.float64)
+    big[9, 1] = 1e39  # finite in float64, inf in the float32 the model reads
+    with pytest.raises(UserError, match=r"x_train\[9, 1\] = 1e\+39 is not a finite float32"):
+        pipeline(write(tmp_path / "s.npz", x_train=big)).check_available()
 
 
 def test_missing_and_corrupt_files_are_named(tmp_path):
