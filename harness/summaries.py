@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,10 @@ def _write_figure(log_dir: Path, tag: str, fig) -> None:
     import matplotlib.pyplot as plt
     import tensorflow as tf
 
-    fig.tight_layout()
-    fig.canvas.draw()
+    with warnings.catch_warnings():  # a class named by an emoji: a box, not a stderr line
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+        fig.tight_layout()
+        fig.canvas.draw()
     pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
     plt.close(fig)
     with _writer(log_dir) as writer, writer.as_default():

@@ -56,3 +56,17 @@ def test_a_trial_error_s_line_names_tensorflow_s_cause_not_only_its_preamble():
     )
     assert headline("ValueError: bad value\nTraceback follows") == "ValueError: bad value"
     assert headline("x" * 500) == "x" * 200 and headline("  \n") == ""
+
+
+def test_a_confusion_matrix_of_emoji_class_names_prints_no_font_warning(tmp_path):
+    """matplotlib's "Glyph 128077 ... missing from font(s)" reached stderr during an export."""
+    import warnings
+
+    import numpy as np
+
+    from harness.summaries import write_confusion
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_confusion(tmp_path, np.array([[3, 1], [0, 4]]), ["\U0001f44d", "\U0001f44e"])
+    assert list(tmp_path.rglob("events.out.tfevents*"))
