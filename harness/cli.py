@@ -242,9 +242,9 @@ def export(
     _require_tensorflow()
     jd = JobDir(job_dir)
     jd.check_existing()
-    _refuse_missing_offline_data(resume_spec(jd))  # as tune and resume say it
     sigterm_as_interrupt()  # a scheduler's stop mid-refit: exit 130, the lock released
     with jd.lock():  # one writer at a time: a running job or another export is refused
+        _refuse_missing_offline_data(resume_spec(jd))  # as tune and resume say it
         check_data_unchanged(jd)
         export_trials(jd, top, console)
 
