@@ -37,7 +37,7 @@ def trial_rows(job_dir: JobDir) -> list[dict[str, Any]]:
             # Keras Tuner leaves best_step at 0 for a trial without a score (a failed one).
             "best_epoch": (t.get("best_step") or 0) + 1 if t.get("score") is not None else None,
             "epochs": epochs,
-            "duration_s": run.get("duration_s"),
+            "duration_s": run.get("total_s", run.get("duration_s")),  # a promoted trial's all
         }
         values = t["hyperparameters"]["values"]
         row.update({k: v for k, v in sorted(values.items()) if not k.startswith("tuner/")})

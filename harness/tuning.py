@@ -608,7 +608,13 @@ class TrialLoop:
         status = "PRUNED" if pruned else trial.status
         run.update(status=status, ended=time.time(), error=error, pruned=pruned)
         run["driver_rss_mb"] = psutil.Process().memory_info().rss / 2**20
+        # duration_s: this run (the fixed-cost benchmark pairs it with this run's fit_s);
+        # total_s: with the runs a promotion continued, as `harness status` shows it.
+        earlier = (
+            run.get("total_s", run.get("duration_s", 0.0)) if run.get("continued_from") else 0.0
+        )
         run["duration_s"] = run["ended"] - run.get("submitted", run["ended"])
+        run["total_s"] = earlier + run["duration_s"]
         if result:
             run.update({k: result[k] for k in RUN_FIELDS if k in result})
         atomic_write_json(path, run)

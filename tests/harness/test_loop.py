@@ -591,6 +591,12 @@ def test_asha_promotion_pauses_trials_and_continues_the_best_from_their_rung(tmp
         tid, rung = request["trial_id"], request["continue_from"]["epochs_done"]
         assert rung in (1, 3) and rung in records[tid]["continued_from"]
         assert request["continue_from"]["best"] > 0  # its score so far, for its checkpoint
+    # duration_s is the last run's (paired with its fit_s by benchmarks/fixed_cost.py);
+    # `harness status` shows total_s, every run of a continued trial.
+    rows = {r["trial"]: r for r in trial_rows(loop.job_dir)}
+    for tid in {r["trial_id"] for r in continued}:
+        assert records[tid]["total_s"] > records[tid]["duration_s"] > 0
+        assert rows[tid]["duration_s"] == records[tid]["total_s"]
     # The best draw is on top at every rung: it ends its 9 epochs, its history whole.
     best = max(quality, key=quality.get)
     assert outcome.best[0] == best and records[best]["status"] == "COMPLETED"
