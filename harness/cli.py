@@ -224,8 +224,7 @@ def plot(
     from harness.plots import plot_search
 
     jd = JobDir(job_dir)
-    jd.check_existing()
-    jd.read_spec()  # a clear error when this is not a job directory
+    jd.read_spec()  # a clear error when this is not a job directory (checks it exists first)
     console.print(f"wrote {plot_search(jd, out)}", highlight=False, soft_wrap=True)
 
 
@@ -236,7 +235,6 @@ def export(
 ) -> None:
     """Export the best trial(s): SavedModel, .keras file and manifest with test metrics."""
     from harness.export import export_trials
-    from harness.job import resume_spec
     from harness.jobdir import JobDir
 
     _require_tensorflow()
@@ -244,19 +242,20 @@ def export(
     jd.check_existing()
     sigterm_as_interrupt()  # a scheduler's stop mid-refit: exit 130, the lock released
     with jd.lock():  # one writer at a time: a running job or another export is refused
-        _refuse_missing_offline_data(resume_spec(jd))  # as tune and resume say it
         check_data_unchanged(jd)
         export_trials(jd, top, console)
 
 
 def check_data_unchanged(job_dir) -> None:
     """The test split scored (and a refit trained on) must be the data the trials were
-    selected on: a user's files edited since the job started are refused, as by a resume."""
+    selected on: a user's files edited since the job started are refused, as by a resume, and
+    a TFDS copy not prepared here is named as `tune` names it."""
     from harness.job import resume_spec
     from harness.tuning import check_same_data
     from pipelines import PIPELINES
 
     spec = resume_spec(job_dir)
+    _refuse_missing_offline_data(spec)
     meta = PIPELINES.get(spec.data.pipeline)(spec.data).describe()
     check_same_data(job_dir, spec, meta, console)
 

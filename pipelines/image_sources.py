@@ -195,11 +195,7 @@ class ArrayImages:
     def _check_same_shape(self) -> None:
         """The test images must be what the model takes: the same size as the training ones
         (unless `data.image_size` resizes both) and the same channels."""
-        shapes = {}
-        for split in ("train", "test"):
-            x = self._load()[f"x_{split}"]
-            shapes[split] = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
-        train, test = shapes["train"], shapes["test"]
+        train, test = (image_shape(self._load()[f"x_{split}"]) for split in ("train", "test"))
         if train[-1] != test[-1] or (self.image_size is None and train != test):
             hint = "" if train[-1] != test[-1] else " (data.image_size would resize both)"
             raise UserError(
@@ -209,8 +205,7 @@ class ArrayImages:
 
     def info(self) -> dict[str, Any]:
         arrays = self._load()
-        x = arrays["x_train"]
-        shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
+        shape = image_shape(arrays["x_train"])
         names = arrays.get("class_names")
         if names is None:
             ids = np.concatenate([arrays["y_train"].reshape(-1), arrays["y_test"].reshape(-1)])
@@ -346,6 +341,11 @@ class FolderImages:
             return image, label
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def image_shape(x: np.ndarray) -> tuple[int, ...]:
+    """(H, W, C) of the images in an (N, H, W[, C]) array: no channel axis is one channel."""
+    return x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
 
 
 def _class_folders(base: Path) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from harness_core.errors import UserError
-from pipelines.image_sources import check_labels, load_image_arrays
+from pipelines.image_sources import check_labels, image_shape, load_image_arrays
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _check_image_shape(path: Path, name: str, x: np.ndarray, info: Any) -> None:
     """Images of the dataset's own shape: TFDS would refuse any other only while writing,
     with a traceback printing the pixels."""
     h, w, c = info.features["image"].shape
-    if (x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)) != (h, w, c):
+    if image_shape(x) != (h, w, c):
         gray = f" or (N, {h}, {w})" if c == 1 else ""
         raise UserError(
             f"{path}: {name} has shape {x.shape}, but {info.name} images are {h}x{w}x{c}: "
